@@ -1,0 +1,104 @@
+"""The ``minidocker`` command: Docker's verbs, as thin click commands over the engine.
+
+Commands are loaded lazily: ``minidocker run`` imports only what ``run`` needs, so a
+container starts without paying for the registry client or pyroute2. Each verb lives in
+a module of this package; :data:`COMMANDS` says which.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ..errors import MinidockerError
+
+#: verb -> "module:function" inside minidocker.cli
+COMMANDS: dict[str, str] = {
+    # containers (engine)
+    "run": "containers:run",
+    "create": "containers:create",
+    "start": "containers:start",
+    "ps": "containers:ps",
+    "logs": "containers:logs",
+    "stop": "containers:stop",
+    "kill": "containers:kill",
+    "rm": "containers:rm",
+    "exec": "containers:exec_",
+    "inspect": "containers:inspect",
+    "wait": "containers:wait",
+    "top": "containers:top",
+    # images (image store)
+    "images": "images:images",
+    "bootstrap": "images:bootstrap",
+    "import": "images:import_",
+    "tag": "images:tag",
+    "rmi": "images:rmi",
+    "history": "images:history",
+    "image": "images:image",
+    # layers (diff/commit/save/load)
+    "diff": "layers:diff",
+    "commit": "layers:commit",
+    "save": "layers:save",
+    "load": "layers:load",
+    "export": "layers:export",
+    # build
+    "build": "build:build",
+    # registry
+    "pull": "registry:pull",
+    "push": "registry:push",
+    "login": "registry:login",
+    "logout": "registry:logout",
+    "registry": "registry:registry",
+    # network and volumes
+    "network": "network:network",
+    "port": "network:port",
+    "volume": "volumes:volume",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(name for name in COMMANDS if self._available(name))
+
+    @staticmethod
+    def _available(name):
+        module = COMMANDS[name].split(":")[0]
+        return importlib.util.find_spec(f"{__name__}.{module}") is not None
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS or not self._available(name):
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", metavar="DIR", envvar="MINIDOCKER_ROOT",
+              help="Data root (default /var/lib/minidocker, or $MINIDOCKER_ROOT).")
+@click.version_option(package_name="minidocker")
+def cli(root):
+    """minidocker: a small Docker, to learn how Docker works by rebuilding it."""
+    if root:
+        # Exported so that helper processes (container monitors) see the same root.
+        os.environ["MINIDOCKER_ROOT"] = os.path.abspath(root)
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="minidocker", standalone_mode=False)
+    except MinidockerError as e:
+        click.echo(f"minidocker: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        # Docker exits 125 on a bad flag or argument
+        e.show()
+        sys.exit(125)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)

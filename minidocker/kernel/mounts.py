@@ -1,0 +1,77 @@
+"""Mount steps, one function each, as a container runtime takes them.
+
+The kernel rule behind most of this file is *mount propagation*. On systemd machines
+``/`` is a *shared* mount, so a mount made under it in one mount namespace is copied
+into every peer namespace. A new mount namespace starts as a copy of its parent's, with
+the same propagation, so a container must first make its whole tree *private*
+(:func:`make_private`), or its mounts leak out onto the host.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import syscalls
+from .syscalls import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE,
+                       MS_RDONLY, MS_REC, MS_REMOUNT)
+
+
+def make_private(path: str = "/") -> None:
+    """Stop mount events under ``path`` from propagating in or out (``mount --make-rprivate``)."""
+    syscalls.mount(None, path, None, MS_REC | MS_PRIVATE)
+
+
+def bind_mount(source: str, target: str, readonly: bool = False, recursive: bool = True) -> None:
+    """Make ``source`` visible at ``target`` too (``mount --bind``).
+
+    A bind mount ignores the read-only flag on the first call: the kernel only applies
+    ``MS_RDONLY`` to a bind mount on a remount, hence the second call.
+    """
+    flags = MS_BIND | (MS_REC if recursive else 0)
+    syscalls.mount(source, target, None, flags)
+    if readonly:
+        syscalls.mount(None, target, None, flags | MS_REMOUNT | MS_RDONLY)
+
+
+def mount_proc(target: str = "/proc") -> None:
+    """Mount a procfs at ``target``. procfs shows the PID namespace of the process that
+    mounts it, so a fresh one inside a new PID namespace lists only that namespace's
+    processes: what ``unshare --mount-proc`` and every container do."""
+    syscalls.mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def mount_tmpfs(target: str, options: str = "mode=755", flags: int = MS_NOSUID) -> None:
+    """Mount a RAM-backed tmpfs at ``target`` (used for /dev, /dev/shm, --tmpfs)."""
+    syscalls.mount("tmpfs", target, "tmpfs", flags, options)
+
+
+def mount_overlay(lowerdirs: list[str], upperdir: str, workdir: str, target: str) -> None:
+    """Stack image layers into one root filesystem with overlayfs.
+
+    ``lowerdirs`` are read-only and listed top-most first (the kernel's order, the
+    reverse of an image's layer list); writes go to ``upperdir``; ``workdir`` is
+    overlayfs's scratch space and must be on the same filesystem as ``upperdir``.
+    Deleting a lower file leaves a *whiteout* (a 0:0 character device) in the upper dir.
+    """
+    data = f"lowerdir={':'.join(lowerdirs)},upperdir={upperdir},workdir={workdir}"
+    syscalls.mount("overlay", target, "overlay", 0, data)
+
+
+def umount(target: str, lazy: bool = False) -> None:
+    """Unmount ``target`` (lazily with ``lazy=True``: detach now, free when unused)."""
+    syscalls.umount2(target, MNT_DETACH if lazy else 0)
+
+
+def mountpoints() -> list[str]:
+    """The mount points this process sees, from ``/proc/self/mountinfo`` (field 5)."""
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            raw = line.split()[4]
+            # mountinfo escapes space, tab, newline and backslash as octal
+            points.append(raw.encode().decode("unicode_escape"))
+    return points
+
+
+def is_mountpoint(path: str) -> bool:
+    return os.path.realpath(path) in mountpoints()

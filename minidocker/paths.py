@@ -1,0 +1,84 @@
+"""Where minidocker keeps its state: one data root a learner can ``ls`` and ``cat``.
+
+Layout (each part is owned by one package)::
+
+    $ROOT/blobs/sha256/<hex>        content-addressed blobs: layer tars, configs, manifests (image)
+    $ROOT/layers/<diff_id hex>/     each layer extracted once, used as an overlay lowerdir (image)
+    $ROOT/images/<id hex>.json      one record per image: its manifest (image)
+    $ROOT/repositories.json         tags: {"busybox:latest": "sha256:..."} (image)
+    $ROOT/containers/<id>/          one dir per container: state.json, bundle/, upper/, work/ (engine)
+    $ROOT/volumes/<name>/_data      named volumes (engine)
+    $ROOT/networks/                 bridges and address leases (network)
+    $ROOT/tmp/                      scratch space on the same filesystem, for atomic renames
+
+The root is ``--root DIR``, else ``$MINIDOCKER_ROOT``, else ``/var/lib/minidocker``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+DEFAULT_ROOT = "/var/lib/minidocker"
+
+
+def data_root() -> str:
+    return os.path.abspath(os.environ.get("MINIDOCKER_ROOT") or DEFAULT_ROOT)
+
+
+def write_atomic(path: str, data: bytes | str, mode: int = 0o644) -> None:
+    """Write ``path`` so that readers see the old content or the new, never a mix:
+    write a temporary file in the same directory, fsync it, then ``rename`` over the
+    target (a rename within one filesystem is atomic)."""
+    if isinstance(data, str):
+        data = data.encode()
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: str, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+class locked:
+    """Hold an exclusive ``flock`` on ``$ROOT/locks/<name>`` for the ``with`` block.
+
+    Several minidocker commands may run at once (two ``run``s, a ``run`` and an
+    ``rmi``); every read-modify-write of shared state (tags, address leases, the list of
+    containers using an image) happens under such a lock. ``flock`` locks die with the
+    process, so a crashed command never leaves the store locked.
+    """
+
+    def __init__(self, name: str, root: str | None = None):
+        self.path = os.path.join(root or data_root(), "locks", name)
+
+    def __enter__(self):
+        import fcntl
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+        return False

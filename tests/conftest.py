@@ -1,0 +1,124 @@
+"""Shared fixtures, and the suite-wide leak check.
+
+Every test that touches the kernel runs as root; elsewhere it skips with the reason.
+After the whole session, :func:`pytest_sessionfinish` compares the machine with how it
+was at the start and fails the run if a test left a mount, a network link, a cgroup,
+a firewall rule or a process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.join(REPO, "tools")
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (namespaces, mounts, cgroups)")
+
+
+# --------------------------------------------------------------------------- leak check
+def _mounts():
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
+def _links():
+    return set(os.listdir("/sys/class/net"))
+
+
+def _cgroups():
+    found = set()
+    base = "/sys/fs/cgroup"
+    for parent in [base] + [os.path.join(base, d) for d in os.listdir(base)]:
+        top = os.path.join(parent, "minidocker")
+        if os.path.isdir(top):
+            for dirpath, dirnames, _ in os.walk(top):
+                found.update(os.path.join(dirpath, d) for d in dirnames)
+    return found
+
+
+def _firewall():
+    rules = set()
+    if shutil.which("iptables-save"):
+        for table in ("filter", "nat"):
+            out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
+            rules.update(f"{table}: {line}" for line in out.splitlines()
+                         if "minidocker" in line.lower() or "MINIDOCKER" in line)
+    return rules
+
+
+def _processes():
+    """Processes that look like ours: their command line names minidocker or a test root."""
+    procs = {}
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if ("minidocker" in cmd or "pytest-of" in cmd) and "pytest" not in cmd.split(" ")[0:3].__str__():
+            procs[int(pid)] = cmd
+    return procs
+
+
+def _snapshot():
+    return {"mounts": _mounts(), "links": _links(), "cgroups": _cgroups(),
+            "firewall rules": _firewall(), "processes": set(_processes().items())}
+
+
+def pytest_sessionstart(session):
+    session.config._leak_before = _snapshot() if IS_ROOT else None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_leak_before", None)
+    if before is None:
+        return
+    after = _snapshot()
+    leaks = {kind: sorted(map(str, after[kind] - before[kind])) for kind in after}
+    leaks = {k: v for k, v in leaks.items() if v}
+    if leaks:
+        lines = ["", "LEAK CHECK FAILED: the tests left these behind:"]
+        for kind, items in leaks.items():
+            lines += [f"  {kind}:"] + [f"    {item}" for item in items[:20]]
+        print("\n".join(lines), file=sys.stderr)
+        session.exitstatus = 1
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory):
+    """A read-only-by-convention busybox root filesystem shared by the session."""
+    from minidocker.image.rootfs import make_busybox_rootfs
+    dest = tmp_path_factory.mktemp("busybox-rootfs")
+    try:
+        make_busybox_rootfs(str(dest))
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return str(dest)
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """A fresh, private minidocker data root for one test (``$MINIDOCKER_ROOT``)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv("MINIDOCKER_ROOT", str(root))
+    return str(root)
+
+
+def run_tool(name, *args, input=None, user=None, timeout=30, env=None):
+    """Run ``tools/<name> ARGS`` and return the CompletedProcess (text mode)."""
+    cmd = [sys.executable, os.path.join(TOOLS, name), *args]
+    return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
+                          user=user, env=env)
