@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up minidocker on a Debian 12 / Ubuntu 22.04+ machine, as root. Idempotent: run it
+# again at any time. Installs the host tools minidocker uses (busybox-static for the
+# base image, iproute2/iptables for networking) and the peers the tests compare with
+# (podman, runc, skopeo, umoci, docker-registry, oci-image-tool), then a venv in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup.sh: run me as root (containers need namespaces, mounts and cgroups)" >&2
+  exit 1
+fi
+
+APT_PACKAGES=(
+  python3 python3-venv python3-pip
+  busybox-static iproute2 iptables procps util-linux debootstrap zstd tar
+  podman runc skopeo umoci buildah docker-registry oci-image-tool uidmap
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's docker-registry package starts a service on all interfaces: we start our own.
+if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.minidocker-installed
+if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test,docs]'
+  touch "$stamp"
+fi
+echo "setup.sh: ready (.venv/bin/minidocker)"
