@@ -143,3 +143,22 @@ def sethostname(name: str) -> None:
     """Set the hostname of the caller's UTS namespace (what ``uname -n`` prints)."""
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), f"sethostname({name!r})")
+
+
+# --- prctl(2) ---------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """Ask the kernel to send ``sig`` to the caller when its parent exits
+    (``prctl(PR_SET_PDEATHSIG)``).
+
+    A tool that forks a command and waits for it uses this in the child so that killing
+    the tool (even with SIGKILL, which it cannot pass on) also ends the command. The
+    kernel delivers it even to a PID 1 of a new PID namespace, because the sender (the
+    dying parent) lives outside that namespace. The setting is cleared on fork, but
+    kept across execve (unless the program is set-user-ID).
+    """
+    _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), f"prctl(PR_SET_PDEATHSIG, {sig})")

@@ -1,0 +1,158 @@
+"""What every one-slide tool in ``tools/`` shares: its ``--help``, its errors, and exec.
+
+Each tool is a thin command over :mod:`minidocker.kernel`: it changes something about
+the *current* process (a new namespace, a new hostname, an id map) and then replaces
+itself with the command you asked for, exactly like ``unshare(1)`` does. The command
+inherits the changes, because ``execve(2)`` keeps a process's namespaces, ids and
+mounts; only the program it runs is new.
+
+Only the standard library is used here, so the tools run from a plain checkout, by any
+user, with the system's ``python3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from minidocker.kernel import syscalls
+
+DEFAULT_COMMAND = ["/bin/sh"]
+
+#: Docker's exit codes, used here too: 125 when the tool itself fails, 126 when the
+#: command cannot be invoked, 127 when it is not found.
+EXIT_TOOL_FAILED = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+
+
+class ToolError(Exception):
+    """A one-line error the tool prints as ``NAME: message`` before exiting 125."""
+
+
+def make_parser(prog: str, slide: str, summary: str, kernel: str, try_this: str) -> argparse.ArgumentParser:
+    """An argument parser whose ``--help`` teaches: which slide, what the kernel does,
+    and the transcript to try. ``COMMAND [ARGS...]`` is everything after the options."""
+    description = (f"{summary}\n\nSlide: \"{slide}\" of the talk.\n\n"
+                   f"What the kernel does:\n{_indent(kernel)}\n\nTry it:\n{_indent(try_this)}")
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     usage=f"{prog} [options] [COMMAND [ARGS...]]",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS...]",
+                        help=f"what to run inside (default: {' '.join(DEFAULT_COMMAND)})")
+    return parser
+
+
+def _indent(text: str) -> str:
+    lines = text.strip("\n").splitlines()
+    return "\n".join("  " + line if line.strip() else "" for line in lines)
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    """The command to run, ``/bin/sh`` when none was given (as ``unshare(1)``'s $SHELL)."""
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return command or list(DEFAULT_COMMAND)
+
+
+def exec_command(prog: str, command: list[str]) -> None:
+    """Replace this process with ``command`` (searched on ``$PATH``); never returns.
+
+    ``execvp`` keeps the process: same PID, same namespaces, same ids and mounts. That
+    is why every tool first changes *itself* and then execs: the command inherits it.
+    """
+    try:
+        os.execvp(command[0], command)
+    except FileNotFoundError:
+        print(f"{prog}: {command[0]}: command not found", file=sys.stderr)
+        os._exit(EXIT_NOT_FOUND)
+    except OSError as e:
+        print(f"{prog}: {command[0]}: {e.strerror}", file=sys.stderr)
+        os._exit(EXIT_CANNOT_INVOKE)
+
+
+def run(prog: str, main) -> None:
+    """Call ``main()``, turning a failed step into a one-line error and exit code 125.
+
+    A kernel refusal arrives as an :class:`OSError` whose message names the call
+    (``unshare(0x20000): Operation not permitted``); we add what usually causes it.
+    """
+    try:
+        main()
+    except ToolError as e:
+        _die(prog, str(e))
+    except OSError as e:
+        message = e.strerror or str(e)
+        if e.errno == 1 and os.geteuid() != 0:
+            message += " (this step needs root; only a user namespace can be made without it)"
+        _die(prog, message)
+    except KeyboardInterrupt:
+        sys.exit(128 + signal.SIGINT)
+
+
+def _die(prog: str, message: str) -> None:
+    print(f"{prog}: {message}", file=sys.stderr)
+    sys.exit(EXIT_TOOL_FAILED)
+
+
+# --------------------------------------------------------------------------- fork + wait
+#: Signals the parent passes on to the child it waits for. SIGINT and SIGQUIT come from
+#: the terminal (Ctrl-C, Ctrl-\) to the whole foreground process group, child included,
+#: so they are passed on only when we have no terminal (someone ran ``kill`` on us).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+
+
+def fork_and_wait(child) -> int:
+    """Fork; the child runs ``child()`` (which should exec and never return); the parent
+    passes signals on to it, waits, and returns its exit status the way a shell (and
+    Docker) reports it: the exit code, or 128 + the signal number if it was killed.
+    """
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _restore_default_signals()
+            # If the tool dies (even of SIGKILL, which it cannot pass on), so does the child.
+            syscalls.set_parent_death_signal(signal.SIGKILL)
+            child()
+        except BaseException as e:  # the child must never return into the parent's code
+            print(f"{os.path.basename(sys.argv[0])}: {e}", file=sys.stderr)
+            os._exit(EXIT_TOOL_FAILED)
+        os._exit(0)
+    _forward_signals_to(pid)
+    return _wait_for(pid)
+
+
+def _restore_default_signals() -> None:
+    for sig in FORWARDED_SIGNALS + TERMINAL_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _forward_signals_to(pid: int) -> None:
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # it has just exited; the wait below will tell
+    signals = FORWARDED_SIGNALS
+    if not os.isatty(0):
+        signals += TERMINAL_SIGNALS
+    else:
+        # The terminal already delivers Ctrl-C to the child; we just must not die of it.
+        for sig in TERMINAL_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+    for sig in signals:
+        signal.signal(sig, forward)
+
+
+def _wait_for(pid: int) -> int:
+    while True:
+        # os.waitpid retries by itself when a forwarded signal interrupts it (PEP 475).
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status):
+            return os.WEXITSTATUS(status)
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
