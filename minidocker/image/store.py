@@ -1,0 +1,625 @@
+"""The image store: content-addressed blobs, extracted layers, image records and tags.
+
+Everything lives under the data root, in files a learner can ``ls`` and ``cat``::
+
+    blobs/sha256/<hex>          every blob, named by the sha256 of its bytes: layer tars
+                                (maybe gzip/zstd-compressed), image configs, manifests
+    layers/<diff_id hex>/       each layer extracted ONCE, used as an overlay lowerdir by
+                                every image (and container) that has it
+    layerdb/<diff_id hex>.json  what we know about a layer: its diff_id and size
+    layerdb/blobs/<hex>         which diff_id a (compressed) layer blob unpacks to
+    images/<id hex>.json        one record per image: its OCI image manifest
+    repositories.json           tags: {"busybox:latest": "sha256:<id>"}
+
+Two digests name a layer (OCI image spec, ``config.md``):
+
+- the **blob digest**: sha256 of the bytes as stored/transferred (maybe compressed);
+  it is in the manifest's ``layers[].digest``;
+- the **diff_id**: sha256 of the *uncompressed* tar; it is in the config's
+  ``rootfs.diff_ids``. A layer's directory is named after it, so the same content
+  pulled once gzipped and once zstd-compressed is extracted only once.
+
+The **image id** is the sha256 of the config blob (Docker's rule): two images with the
+same config are the same image.
+
+Concurrency: several minidocker processes may use the store at once. Blobs and
+layers are written under a temporary name in ``$ROOT/tmp`` and ``rename``d into place,
+which is atomic: a reader sees all of a blob or none of it. If two processes extract
+the same layer, both finish, one rename wins, the other throws its copy away. Tags and
+image records change only under the ``store`` lock (``paths.locked``).
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import zlib
+
+from .. import paths
+from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
+from . import reference, unpack
+
+CHUNK = 1 << 20
+
+# Media types (OCI image spec, media-types.md; Docker's schema2 equivalents accepted).
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+STORE_LOCK = "store"
+
+# Magic numbers at the start of a compressed stream.
+_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def split_digest(digest: str) -> str:
+    """``sha256:<hex>`` -> ``<hex>``, refusing anything else (the hex becomes a file name,
+    so it must really be 64 hex digits)."""
+    algorithm, sep, hexpart = (digest or "").partition(":")
+    if algorithm != "sha256" or not sep or len(hexpart) != 64 or \
+            any(c not in "0123456789abcdef" for c in hexpart):
+        raise InvalidInput(f"invalid digest: {digest!r}")
+    return hexpart
+
+
+def detect_compression(head: bytes) -> str | None:
+    """Which compression a stream uses, from its first bytes (None = plain tar)."""
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return None
+
+
+class _HashingReader:
+    """A file-like wrapper that hashes (and counts) everything read through it."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n=-1):
+        data = self.raw.read(n)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self):
+        """Read the rest (a tar ends with zero blocks and padding that tarfile may leave
+        unread; they belong to the diff_id all the same)."""
+        while self.read(CHUNK):
+            pass
+
+
+class _Decompressed:
+    """Context manager: a readable stream of the uncompressed bytes of ``path``."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.proc = None
+        self.files = []
+
+    def __enter__(self):
+        raw = open(self.path, "rb")
+        self.files.append(raw)
+        kind = detect_compression(raw.read(8))
+        raw.seek(0)
+        if kind is None:
+            return raw
+        if kind == "gzip":
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif kind == "bzip2":
+            stream = bz2.BZ2File(raw, mode="rb")
+        elif kind == "xz":
+            stream = lzma.LZMAFile(raw, mode="rb")
+        else:  # zstd: not in Python's standard library; the zstd tool streams it
+            if not shutil.which("zstd"):
+                raise MinidockerError("a zstd-compressed layer needs the 'zstd' program "
+                                      "(apt-get install zstd)")
+            self.proc = subprocess.Popen(["zstd", "-dcq"], stdin=raw,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            stream = self.proc.stdout
+        self.files.append(stream)
+        return stream
+
+    def __exit__(self, *exc):
+        for f in reversed(self.files):
+            f.close()
+        if self.proc is not None:
+            self.proc.kill()
+            code = self.proc.wait()
+            if exc[0] is None and code not in (0, -9):
+                raise InvalidInput(f"corrupt zstd layer blob {os.path.basename(self.path)}")
+        return False
+
+
+def _now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Store:
+    """The content store of one data root. Cheap to create; holds no open files."""
+
+    def __init__(self, root: str | None = None):
+        self.root = os.path.abspath(root or paths.data_root())
+        self.blobs_dir = os.path.join(self.root, "blobs", "sha256")
+        self.layers_dir = os.path.join(self.root, "layers")
+        self.layerdb_dir = os.path.join(self.root, "layerdb")
+        self.images_dir = os.path.join(self.root, "images")
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.repositories_path = os.path.join(self.root, "repositories.json")
+
+    # ================================================================== helpers
+    def _ensure_dirs(self) -> None:
+        for d in (self.blobs_dir, self.layers_dir, os.path.join(self.layerdb_dir, "blobs"),
+                  self.images_dir, self.tmp_dir):
+            os.makedirs(d, exist_ok=True)
+
+    def locked(self):
+        """The store-wide lock for read-modify-write of tags and image records."""
+        return paths.locked(STORE_LOCK, root=self.root)
+
+    # ================================================================== blobs
+    def blob_path(self, digest: str) -> str:
+        return os.path.join(self.blobs_dir, split_digest(digest))
+
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self.blob_path(digest))
+
+    def open_blob(self, digest: str):
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+
+    def blob_size(self, digest: str) -> int:
+        return os.path.getsize(self.blob_path(digest))
+
+    def read_blob(self, digest: str) -> bytes:
+        """A small blob (config, manifest) as bytes."""
+        with self.open_blob(digest) as f:
+            return f.read()
+
+    def put_blob(self, src, expected: str | None = None) -> tuple[str, int]:
+        """Store the bytes read from ``src`` (binary file object, or bytes) as a blob.
+
+        Streams: the bytes go to a temporary file in ``$ROOT/tmp`` while being hashed,
+        so a blob of any size needs constant memory. With ``expected`` the digest must
+        match (a registry or an archive told us what it should be), else
+        :class:`InvalidInput` naming the blob. On success the file is fsync'd and
+        renamed to ``blobs/sha256/<hex>``; if it was already there, ours is dropped
+        (same name, same content). Returns ``(digest, size)``.
+        """
+        if expected is not None:
+            split_digest(expected)
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            import io
+            src = io.BytesIO(bytes(src))
+        self._ensure_dirs()
+        hasher = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    chunk = src.read(CHUNK)
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = "sha256:" + hasher.hexdigest()
+            if expected is not None and digest != expected:
+                raise InvalidInput(f"digest mismatch for blob {expected}: got {digest}")
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, self.blob_path(digest))
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return digest, size
+
+    def put_json_blob(self, obj) -> tuple[str, int]:
+        """Store a JSON document (config, manifest) with a fixed serialisation."""
+        data = canonical_json(obj)
+        return self.put_blob(data)
+
+    # ================================================================== layers
+    def layer_dir(self, diff_id: str) -> str:
+        return os.path.join(self.layers_dir, split_digest(diff_id))
+
+    def has_layer(self, diff_id: str) -> bool:
+        return os.path.isdir(self.layer_dir(diff_id))
+
+    def _layer_meta_path(self, diff_id: str) -> str:
+        return os.path.join(self.layerdb_dir, split_digest(diff_id) + ".json")
+
+    def _blob_map_path(self, digest: str) -> str:
+        return os.path.join(self.layerdb_dir, "blobs", split_digest(digest))
+
+    def layer_size(self, diff_id: str) -> int:
+        """Bytes of file content in the extracted layer (what ``docker images`` sums)."""
+        try:
+            return int(paths.read_json(self._layer_meta_path(diff_id)).get("size", 0))
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def diff_id_of_blob(self, digest: str) -> str | None:
+        """The diff_id a layer blob unpacks to, if this store has unpacked it before."""
+        try:
+            with open(self._blob_map_path(digest)) as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def add_layer(self, tar_fileobj, media_type: str | None = None,
+                  expected: str | None = None) -> dict:
+        """Store a layer blob and extract it once into ``layers/<diff_id hex>``.
+
+        ``tar_fileobj`` yields the layer as stored: a tar, gzip- or zstd-compressed or
+        plain (the compression is recognised from the first bytes, whatever the media
+        type says). ``expected``: the blob digest the caller was promised. Returns the
+        layer's descriptor, ``dict(digest=, diff_id=, size=, mediaType=)``; ``size`` is
+        the blob's size, as in a manifest.
+        """
+        digest, size = self.put_blob(tar_fileobj, expected=expected)
+        compression = self._blob_compression(digest)
+        diff_id = self.diff_id_of_blob(digest)
+        if diff_id is None or not self.has_layer(diff_id):
+            diff_id = self._extract_blob(digest)
+        return {"mediaType": media_type or layer_media_type(compression),
+                "digest": digest, "size": size, "diff_id": diff_id}
+
+    def _blob_compression(self, digest: str) -> str | None:
+        with self.open_blob(digest) as f:
+            return detect_compression(f.read(8))
+
+    def _extract_blob(self, digest: str) -> str:
+        """Unpack a stored layer blob into a temp dir while hashing the uncompressed
+        stream (the diff_id), then rename the dir to ``layers/<diff_id hex>``."""
+        self._ensure_dirs()
+        tmp = tempfile.mkdtemp(dir=self.tmp_dir, prefix="layer-")
+        try:
+            try:
+                with _Decompressed(self.blob_path(digest)) as stream:
+                    reader = _HashingReader(stream)
+                    content_size = unpack.apply_layer(reader, tmp)
+                    reader.drain()
+            except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
+                if isinstance(e, OSError) and e.errno is not None:
+                    raise
+                raise InvalidInput(f"corrupt layer blob {digest}: {e}") from None
+            except InvalidInput as e:
+                raise InvalidInput(f"layer blob {digest}: {e}") from None
+            diff_id = "sha256:" + reader.hash.hexdigest()
+            # The metadata first: a layer dir that exists always has its record.
+            paths.write_json(self._layer_meta_path(diff_id),
+                             {"diff_id": diff_id, "size": content_size,
+                              "tar_size": reader.size})
+            self._install_layer_dir(tmp, self.layer_dir(diff_id))
+            paths.write_atomic(self._blob_map_path(digest), diff_id + "\n")
+        finally:
+            if os.path.lexists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+        return diff_id
+
+    @staticmethod
+    def _install_layer_dir(tmp: str, final: str) -> None:
+        """Atomically move an extracted layer into place; if another process already
+        put the same layer there (same diff_id = same content), keep theirs."""
+        if os.path.isdir(final):
+            return
+        try:
+            os.rename(tmp, final)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+
+    # ================================================================== images
+    def _image_record_path(self, image_id: str) -> str:
+        return os.path.join(self.images_dir, split_digest(image_id) + ".json")
+
+    def write_image(self, config: dict, layers: list[dict]) -> str:
+        """Record an image: store its config blob and its OCI manifest.
+
+        ``config`` is an OCI image config (``architecture``, ``os``, ``config``,
+        ``rootfs``, ``history``, ``created``); its ``rootfs.diff_ids`` are filled from
+        ``layers`` (descriptors from :meth:`add_layer`) if missing, and must match
+        them. Returns the image id, ``sha256:`` + sha256 of the config bytes.
+        """
+        config = dict(config)
+        diff_ids = [layer["diff_id"] for layer in layers]
+        rootfs = config.get("rootfs") or {}
+        if not rootfs.get("diff_ids") and diff_ids:
+            config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+        elif rootfs.get("diff_ids", []) != diff_ids:
+            raise InvalidInput("image config rootfs.diff_ids do not match its layers")
+        config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        config.setdefault("architecture", host_architecture())
+        config.setdefault("os", "linux")
+        config_digest, config_size = self.put_json_blob(config)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST,
+            "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": config_digest,
+                       "size": config_size},
+            "layers": [{"mediaType": layer.get("mediaType") or MEDIA_OCI_LAYER,
+                        "digest": layer["digest"], "size": layer["size"]}
+                       for layer in layers],
+        }
+        with self.locked():
+            # A concurrent rmi may have removed a layer we were about to use: check.
+            for layer in layers:
+                if not self.has_blob(layer["digest"]) or not self.has_layer(layer["diff_id"]):
+                    raise Conflict(f"layer {layer['diff_id']} was removed while the image "
+                                   "was being written; try again")
+            self._ensure_dirs()
+            paths.write_json(self._image_record_path(config_digest), manifest)
+        return config_digest
+
+    def has_image(self, image_id: str) -> bool:
+        return os.path.exists(self._image_record_path(image_id))
+
+    def image_manifest(self, image_id: str) -> dict:
+        try:
+            return paths.read_json(self._image_record_path(image_id))
+        except FileNotFoundError:
+            raise NotFound(f"No such image: {image_id}") from None
+
+    def image_config(self, image_id: str) -> dict:
+        manifest = self.image_manifest(image_id)
+        return json.loads(self.read_blob(manifest["config"]["digest"]))
+
+    def image_diff_ids(self, image_id: str) -> list[str]:
+        return list(self.image_config(image_id).get("rootfs", {}).get("diff_ids", []))
+
+    def layer_dirs(self, image_id: str) -> list[str]:
+        """The image's extracted layers, bottom-most first (overlayfs wants the reverse
+        order in ``lowerdir=``: top-most first)."""
+        return [self.layer_dir(d) for d in self.image_diff_ids(image_id)]
+
+    def image_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.images_dir)
+        except FileNotFoundError:
+            return []
+        return ["sha256:" + n[:-5] for n in names if n.endswith(".json") and len(n) == 69]
+
+    def image_size(self, image_id: str) -> int:
+        return sum(self.layer_size(d) for d in self.image_diff_ids(image_id))
+
+    # ================================================================== tags
+    def repositories(self) -> dict[str, str]:
+        """``{"busybox:latest": "sha256:<id>"}`` (familiar names, as Docker shows them)."""
+        try:
+            return paths.read_json(self.repositories_path)
+        except FileNotFoundError:
+            return {}
+
+    def _write_repositories(self, repos: dict[str, str]) -> None:
+        paths.write_json(self.repositories_path, repos)
+
+    def tag(self, image_id: str, name: str) -> str:
+        """Point ``name`` (``repo[:tag]``, default tag ``latest``) at ``image_id``.
+        Moves the tag if it pointed elsewhere. Returns the familiar name."""
+        key = normalize_name(name)
+        with self.locked():
+            if not self.has_image(image_id):
+                raise NotFound(f"No such image: {image_id}")
+            repos = self.repositories()
+            repos[key] = image_id
+            self._write_repositories(repos)
+        return key
+
+    def untag(self, name: str) -> str:
+        """Remove the tag ``name``; returns the image id it pointed at."""
+        key = normalize_name(name)
+        with self.locked():
+            repos = self.repositories()
+            if key not in repos:
+                raise NotFound(f"No such image: {key}")
+            image_id = repos.pop(key)
+            self._write_repositories(repos)
+        return image_id
+
+    def tags_of(self, image_id: str) -> list[str]:
+        return sorted(k for k, v in self.repositories().items() if v == image_id)
+
+    # ================================================================== lookup
+    def resolve(self, ref: str) -> str:
+        """Image id for a name (``busybox``, ``busybox:1``), a full or short id
+        (``sha256:<hex>``, ``<hex>``, a unique prefix). Names win over id prefixes, as
+        in Docker. Missing: ``NotFound("Unable to find image 'NAME:TAG' locally")``."""
+        if not ref:
+            raise InvalidInput("invalid reference format")
+        repos = self.repositories()
+        if ref.startswith("sha256:"):
+            hexpart = ref[7:]
+            if len(hexpart) == 64:
+                image_id = "sha256:" + split_digest(ref)
+                if self.has_image(image_id):
+                    return image_id
+                raise NotFound(f"Unable to find image '{ref}' locally")
+            return self._resolve_prefix(hexpart, ref)
+        key = None
+        try:
+            key = normalize_name(ref)
+        except InvalidInput:
+            if not _is_hex(ref):
+                raise
+        if key is not None and key in repos and self.has_image(repos[key]):
+            return repos[key]
+        if _is_hex(ref) and len(ref) <= 64:
+            try:
+                return self._resolve_prefix(ref, ref)
+            except NotFound:
+                pass
+        raise NotFound(f"Unable to find image '{key or ref}' locally")
+
+    def _resolve_prefix(self, prefix: str, ref: str) -> str:
+        if not _is_hex(prefix) or not prefix:
+            raise NotFound(f"Unable to find image '{ref}' locally")
+        matches = [i for i in self.image_ids() if i[7:].startswith(prefix)]
+        if len(matches) > 1:
+            raise Conflict(f"ambiguous image id prefix '{prefix}' "
+                           f"({len(matches)} images match)")
+        if not matches:
+            raise NotFound(f"Unable to find image '{ref}' locally")
+        return matches[0]
+
+    # ================================================================== listing
+    def list_images(self) -> list[dict]:
+        """Every image: ``dict(id, tags, created, size)`` (+ ``parent``-less history
+        lengths are not tracked), newest first."""
+        repos = self.repositories()
+        by_image: dict[str, list[str]] = {}
+        for key, image_id in repos.items():
+            by_image.setdefault(image_id, []).append(key)
+        out = []
+        for image_id in self.image_ids():
+            try:
+                config = self.image_config(image_id)
+            except (NotFound, FileNotFoundError, ValueError):
+                continue  # being deleted by another process right now
+            out.append({
+                "id": image_id,
+                "tags": sorted(by_image.get(image_id, [])),
+                "created": config.get("created", ""),
+                "size": sum(self.layer_size(d)
+                            for d in config.get("rootfs", {}).get("diff_ids", [])),
+            })
+        out.sort(key=lambda i: (i["created"], i["id"]), reverse=True)
+        return out
+
+    # ================================================================== deletion
+    def delete_image(self, image_id: str) -> list[str]:
+        """Remove an image: its tags, its record, its config blob, and every layer (blob
+        and extracted dir) that no other image uses. Returns what was removed
+        (``["sha256:<id>", "sha256:<layer diff_id>"...]``).
+
+        Checking whether a container still uses the image is the caller's job (rmi).
+        """
+        removed = []
+        with self.locked():
+            manifest = self.image_manifest(image_id)
+            config = json.loads(self.read_blob(manifest["config"]["digest"]))
+            repos = self.repositories()
+            kept = {k: v for k, v in repos.items() if v != image_id}
+            if kept != repos:
+                self._write_repositories(kept)
+            os.unlink(self._image_record_path(image_id))
+            removed.append(image_id)
+            still_used_blobs, still_used_layers = self._references()
+            diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+            if manifest["config"]["digest"] not in still_used_blobs:
+                _unlink_quietly(self.blob_path(manifest["config"]["digest"]))
+            for descriptor in manifest.get("layers", []):
+                if descriptor["digest"] not in still_used_blobs:
+                    _unlink_quietly(self.blob_path(descriptor["digest"]))
+                    _unlink_quietly(self._blob_map_path(descriptor["digest"]))
+            for diff_id in diff_ids:
+                if diff_id not in still_used_layers and self.has_layer(diff_id):
+                    self._remove_layer_dir(diff_id)
+                    removed.append(diff_id)
+        return removed
+
+    def _references(self) -> tuple[set[str], set[str]]:
+        """Blob digests and diff_ids that the remaining images use."""
+        blobs, layers = set(), set()
+        for other in self.image_ids():
+            try:
+                manifest = self.image_manifest(other)
+                blobs.add(manifest["config"]["digest"])
+                blobs.update(d["digest"] for d in manifest.get("layers", []))
+                layers.update(self.image_diff_ids(other))
+            except (NotFound, FileNotFoundError, ValueError, KeyError):
+                continue
+        return blobs, layers
+
+    def _remove_layer_dir(self, diff_id: str) -> None:
+        """Rename first (atomic: no one sees a half-deleted layer), then delete."""
+        final = self.layer_dir(diff_id)
+        doomed = tempfile.mkdtemp(dir=self.tmp_dir, prefix="deleted-layer-")
+        target = os.path.join(doomed, "layer")
+        os.rename(final, target)
+        _unlink_quietly(self._layer_meta_path(diff_id))
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+# ====================================================================== module helpers
+def canonical_json(obj) -> bytes:
+    """The bytes we store for a JSON document: compact, keys sorted, so that the same
+    config always gets the same digest (and so the same image id)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def normalize_name(name: str) -> str:
+    """``busybox`` -> ``busybox:latest``; ``docker.io/library/x:1`` -> ``x:1``; digests
+    are kept (``x@sha256:...``). Raises InvalidInput like Docker for a bad reference."""
+    return reference.familiar(reference.parse(name))
+
+
+def layer_media_type(compression: str | None) -> str:
+    return {None: MEDIA_OCI_LAYER, "gzip": MEDIA_OCI_LAYER_GZIP,
+            "zstd": MEDIA_OCI_LAYER_ZSTD}.get(compression, MEDIA_OCI_LAYER)
+
+
+def host_architecture() -> str:
+    """The OCI/Go name of this machine's architecture (``amd64``, ``arm64``...)."""
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
+            "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",
+            "riscv64": "riscv64"}.get(machine, machine)
+
+
+def new_config(cmd=None, env=None, history_by: str = "", comment: str = "",
+               diff_ids=None, created: str | None = None, **config_fields) -> dict:
+    """A fresh OCI image config for a one-step image (bootstrap, import)."""
+    created = created or _now_rfc3339()
+    inner = {}
+    if env:
+        inner["Env"] = list(env)
+    if cmd:
+        inner["Cmd"] = list(cmd)
+    inner.update({k: v for k, v in config_fields.items() if v is not None})
+    history = {"created": created, "created_by": history_by}
+    if comment:
+        history["comment"] = comment
+    return {"architecture": host_architecture(), "os": "linux", "created": created,
+            "config": inner,
+            "rootfs": {"type": "layers", "diff_ids": list(diff_ids or [])},
+            "history": [history]}
+
+
+def _is_hex(s: str) -> bool:
+    return bool(s) and all(c in "0123456789abcdef" for c in s)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
