@@ -1,0 +1,103 @@
+"""Helpers for the layer tests (diff, commit, save, load): real overlay mounts and tars."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+
+from minidocker.kernel import mounts
+
+
+@contextlib.contextmanager
+def overlay(tmp_path, lowers_bottom_first):
+    """Mount an overlay of ``lowers_bottom_first`` (image order) with a fresh upper dir.
+
+    Yields ``(merged, upper)``; the mount is gone when the block ends, whatever happens.
+    """
+    upper, work, merged = (os.path.join(str(tmp_path), d) for d in ("upper", "work", "merged"))
+    for d in (upper, work, merged):
+        os.makedirs(d)
+    mounts.mount_overlay(list(reversed(lowers_bottom_first)), upper, work, merged)
+    try:
+        yield merged, upper
+    finally:
+        mounts.umount(merged)
+
+
+def tar_members(data: bytes) -> list[tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getmembers()
+
+
+def tar_names(data: bytes) -> list[str]:
+    return [m.name for m in tar_members(data)]
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def tree(root: str) -> dict[str, tuple]:
+    """A comparable picture of a directory tree: path -> (type, mode, uid, gid, content or
+    link target). mtimes left out."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            if os.path.islink(full):
+                what = ("l", os.readlink(full))
+            elif os.path.isdir(full):
+                what = ("d", None)
+            elif os.path.isfile(full):
+                with open(full, "rb") as f:
+                    what = ("f", hashlib.sha256(f.read()).hexdigest())
+            else:
+                what = ("o", st.st_rdev)
+            out[rel] = (what, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+    return out
+
+
+def make_lower(path: str, files: dict[str, str | None]) -> str:
+    """Make a directory holding ``files`` (path -> content; None makes a directory)."""
+    os.makedirs(path, exist_ok=True)
+    for rel, content in files.items():
+        full = os.path.join(path, rel)
+        if content is None:
+            os.makedirs(full, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w") as f:
+                f.write(content)
+    return path
+
+
+def podman_env(tmp_path) -> tuple[list[str], dict]:
+    """``podman`` argv prefix and environment for a private, throw-away podman store under
+    ``tmp_path`` (MACHINE.md: the containers.conf settings this machine needs)."""
+    base = os.path.join(str(tmp_path), "podman")
+    os.makedirs(base, exist_ok=True)
+    conf = os.path.join(base, "containers.conf")
+    with open(conf, "w") as f:
+        f.write('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+                '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
+                'events_logger = "file"\n')
+    env = dict(os.environ, CONTAINERS_CONF=conf)
+    argv = ["podman", "--root", os.path.join(base, "root"), "--runroot",
+            os.path.join(base, "runroot"), "--tmpdir", os.path.join(base, "tmp"),
+            "--storage-driver", "vfs"]
+    return argv, env
+
+
+def podman_cleanup(argv, env, base_dir) -> None:
+    """Remove every container and image of a private podman store, then the store."""
+    subprocess.run(argv + ["rm", "-af"], env=env, capture_output=True, timeout=60)
+    subprocess.run(argv + ["rmi", "-af"], env=env, capture_output=True, timeout=60)
+    subprocess.run(argv + ["system", "reset", "-f"], env=env, capture_output=True, timeout=60)
+    shutil.rmtree(os.path.join(str(base_dir), "podman"), ignore_errors=True)
