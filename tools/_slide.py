@@ -32,14 +32,23 @@ class ToolError(Exception):
     """A one-line error the tool prints as ``NAME: message`` before exiting 125."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option exits 125 (Docker's code for "the tool failed"),
+    so that 1-124 stay free for the command's own exit codes."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_TOOL_FAILED, f"{self.prog}: {message}\n")
+
+
 def make_parser(prog: str, slide: str, summary: str, kernel: str, try_this: str) -> argparse.ArgumentParser:
     """An argument parser whose ``--help`` teaches: which slide, what the kernel does,
     and the transcript to try. ``COMMAND [ARGS...]`` is everything after the options."""
     description = (f"{summary}\n\nSlide: \"{slide}\" of the talk.\n\n"
                    f"What the kernel does:\n{_indent(kernel)}\n\nTry it:\n{_indent(try_this)}")
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     usage=f"{prog} [options] [COMMAND [ARGS...]]",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog=prog, description=description,
+                      usage=f"{prog} [options] [COMMAND [ARGS...]]",
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS...]",
                         help=f"what to run inside (default: {' '.join(DEFAULT_COMMAND)})")
     return parser
