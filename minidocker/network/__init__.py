@@ -1,0 +1,295 @@
+"""Container networking: the bridge, a veth pair per container, addresses, published ports.
+
+The engine calls three hooks:
+
+* :func:`attach_container` -- in the container's monitor, once the container's network
+  namespace exists and before its command runs: lease an address, plug a veth pair into
+  the bridge, configure ``eth0`` inside, publish ports. Returns ``NetworkSettings``.
+* :func:`detach_container` -- on stop / rm (idempotent): give everything back.
+* :func:`cleanup_stale` -- at the start of a command: release what containers that died
+  without a ``detach`` (a crash, ``kill -9`` of minidocker) still hold.
+
+Every module here imports pyroute2 only inside its functions (~270 ms): a container on
+``--network none`` does not pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from .. import paths
+from ..errors import Conflict, InvalidInput
+from . import ipam, networks, ports
+
+__all__ = ["attach_container", "detach_container", "cleanup_stale", "network_mode",
+           "netns_mode"]
+
+
+def network_mode(state: dict) -> str:
+    """``HostConfig.NetworkMode``, with Docker's ``default`` meaning ``bridge``."""
+    mode = ((state.get("HostConfig") or {}).get("NetworkMode") or "bridge").strip()
+    return "bridge" if mode == "default" else mode
+
+
+def netns_mode(state: dict) -> tuple[str, str | None]:
+    """What the runtime must do about the network namespace, for the OCI spec:
+
+    * ``("host", None)``   -- no ``network`` namespace entry: share the host's;
+    * ``("join", PATH)``   -- ``container:NAME``: join the other container's namespace;
+    * ``("new", None)``    -- everything else: a new, empty namespace.
+    """
+    mode = network_mode(state)
+    if mode == "host":
+        return "host", None
+    if mode.startswith("container:"):
+        from ..engine import containers
+        other = containers.resolve(mode.split(":", 1)[1])
+        pid = (other.state.get("State") or {}).get("Pid")
+        if not (other.state.get("State") or {}).get("Running") or not pid:
+            raise InvalidInput(f"cannot join network of a non running container: {other.id}")
+        return "join", f"/proc/{pid}/ns/net"
+    return "new", None
+
+
+def _empty_settings(pid: int | None = None) -> dict:
+    return {"Bridge": "", "SandboxID": "", "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
+            "HairpinMode": False, "Ports": {}, "Gateway": "", "IPAddress": "",
+            "IPPrefixLen": 0, "MacAddress": "", "Networks": {}}
+
+
+def attach_container(state: dict, pid: int) -> dict:
+    """Connect the network namespace of ``pid`` (the container's PID 1) as
+    ``HostConfig.NetworkMode`` says, and return ``NetworkSettings`` (Docker's fields)."""
+    mode = network_mode(state)
+    if mode == "host":
+        settings = _empty_settings()
+        settings["Networks"]["host"] = _endpoint(networks.get("host"), "", "", 0, "")
+        return settings
+    if mode.startswith("container:"):
+        return _empty_settings()  # it shares another container's namespace, set up already
+    if mode == "none":
+        from . import loopback
+        loopback.up(pid)
+        settings = _empty_settings(pid)
+        settings["Networks"]["none"] = _endpoint(networks.get("none"), "", "", 0, "")
+        return settings
+    return _attach_bridge(state, pid, networks.get(mode))
+
+
+def _endpoint(rec, ip, gateway, prefixlen, mac, aliases=None) -> dict:
+    return {"IPAMConfig": None, "Links": None, "Aliases": aliases, "NetworkID": rec["Id"],
+            "EndpointID": secrets.token_hex(32) if ip else "", "Gateway": gateway,
+            "IPAddress": ip, "IPPrefixLen": prefixlen, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": mac}
+
+
+def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
+    from . import bridge, firewall, veth
+    if rec["Driver"] != "bridge":
+        raise InvalidInput(f"network {rec['Name']} cannot be used by a container this way")
+    cid, name = state["Id"], state.get("Name") or state["Id"][:12]
+    br, subnet, gateway = networks.bridge_name(rec), networks.subnet_of(rec), networks.gateway_of(rec)
+    user_defined = rec["Name"] != networks.DEFAULT_NETWORK
+    entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": ipam.process_start_time(pid)}
+    with paths.locked("networks"):
+        address = ipam.allocate(rec["Name"], subnet, gateway, entry)
+        try:
+            published = ports.allocate(state)
+            with firewall.host_lock():
+                bridge.ensure(br, gateway, subnet.prefixlen)
+                bridge.enable_ip_forward()
+                firewall.add_bridge(br, str(subnet))
+                veth.plug(cid, pid, br, address, subnet.prefixlen, gateway)
+                _publish(cid, br, address, published)
+            if user_defined:
+                _introduce(rec["Name"], cid, name, address)
+        except BaseException:
+            _release_locked(cid)
+            raise
+    settings = _empty_settings(pid)
+    settings["Ports"] = published
+    aliases = [cid[:12]] if user_defined else None
+    settings["Networks"][rec["Name"]] = _endpoint(rec, address, gateway, subnet.prefixlen,
+                                                  veth.mac_for(address), aliases)
+    if not user_defined:
+        # Docker fills the top-level fields for the default bridge only.
+        settings.update({"Gateway": gateway, "IPAddress": address,
+                         "IPPrefixLen": subnet.prefixlen, "MacAddress": veth.mac_for(address)})
+    return settings
+
+
+def _publish(cid: str, br: str, address: str, published: dict) -> None:
+    from . import firewall
+    for key, bindings in published.items():
+        port, proto = ports.split_key(key)
+        for binding in bindings or []:
+            host_ip = "" if binding["HostIp"] == "0.0.0.0" else binding["HostIp"]
+            firewall.add_dnat(firewall.dnat_rule(br, host_ip, int(binding["HostPort"]), proto,
+                                                 address, port, cid))
+
+
+def _introduce(network_name: str, cid: str, name: str, address: str) -> None:
+    """On a user-defined network, members find each other by name: add every other live
+    member to this container's /etc/hosts, and this container to theirs."""
+    from . import hosts
+    mine = (address, [name, cid[:12]])
+    peers = []
+    for ip, lease in ipam.leases_of(network_name).items():
+        other = lease.get("Container")
+        if other == cid or not ipam.lease_is_alive(lease):
+            continue
+        peers.append((ip, [lease.get("Name") or other[:12], other[:12]]))
+        hosts.add_entries(hosts.hosts_path(other), [mine])
+    hosts.add_entries(hosts.hosts_path(cid), peers)
+
+
+def detach_container(state: dict) -> None:
+    """Give back everything the container holds: addresses, host ports, DNAT rules, its
+    veth pair, its lines in its peers' /etc/hosts; and remove the default bridge when no
+    container is left on it. Safe to call twice, and for containers that never ran."""
+    cid = state["Id"]
+    with paths.locked("networks"):
+        _release_locked(cid)
+
+
+def _release_locked(cid: str) -> None:
+    from . import hosts
+    held_ports = cid in ports.load_table().values()
+    touched = []
+    for rec in networks.list_records():
+        if ipam.release(rec["Name"], cid):
+            touched.append(rec)
+            if rec["Name"] != networks.DEFAULT_NETWORK:
+                for lease in ipam.leases_of(rec["Name"]).values():
+                    hosts.remove_names(hosts.hosts_path(lease["Container"]), cid[:12])
+    ports.release(cid)
+    from . import veth
+    veth_left = any(os.path.exists(f"/sys/class/net/{n}")
+                    for n in (veth.host_name(cid), veth.peer_name(cid)))
+    if not (touched or held_ports or veth_left):
+        return  # never networked (--network none/host): no need to load pyroute2/iptables
+    from . import firewall
+    with firewall.host_lock():
+        veth.remove(cid)
+        if held_ports:
+            firewall.remove_container(cid)
+        _remove_default_bridge_if_unused()
+
+
+def _remove_default_bridge_if_unused() -> None:
+    """Unlike dockerd, which keeps docker0 for ever, minidocker takes its default bridge
+    (and its iptables rules) away when the last container has left it, so that a host
+    with no containers carries nothing of ours. User-defined bridges stay until
+    ``network rm``. Call with the networks lock and the host lock held."""
+    from . import bridge, firewall
+    path = networks.record_path(networks.DEFAULT_NETWORK)
+    if not os.path.exists(path):
+        return
+    rec = paths.read_json(path)
+    br = networks.bridge_name(rec)
+    if ipam.leases_of(networks.DEFAULT_NETWORK) or bridge.ports(br):
+        return  # still in use (by us, or by another data root sharing the bridge)
+    bridge.delete(br)
+    firewall.remove_bridge(br)
+
+
+def cleanup_stale() -> list[str]:
+    """Release what dead containers still hold; returns their ids.
+
+    A lease is stale when the process it was made for (pid + start time) is gone: the
+    container crashed, or minidocker was killed before it could detach. Cheap when there
+    is nothing to do: it only reads the lease files.
+    """
+    stale = set()
+    records = networks.list_records()
+    for rec in records:
+        for lease in ipam.leases_of(rec["Name"]).values():
+            if not ipam.lease_is_alive(lease):
+                stale.add(lease["Container"])
+    leased = {lease["Container"] for rec in records for lease in ipam.leases_of(rec["Name"]).values()}
+    stale |= set(ports.load_table().values()) - leased
+    default_path = networks.record_path(networks.DEFAULT_NETWORK)
+    bridge_orphaned = False
+    if os.path.exists(default_path):
+        from . import bridge
+        rec = paths.read_json(default_path)
+        bridge_orphaned = (bridge.exists(networks.bridge_name(rec)) and not leased
+                           and not bridge.ports(networks.bridge_name(rec)))
+    if not stale and not bridge_orphaned:
+        return []
+    with paths.locked("networks"):
+        for cid in sorted(stale):
+            _release_locked(cid)
+        if bridge_orphaned:
+            from . import firewall
+            with firewall.host_lock():
+                _remove_default_bridge_if_unused()
+    return sorted(stale)
+
+
+def remove_network(ref: str) -> str:
+    """``network rm``: refuse while containers are attached (Docker's message), else
+    delete the bridge, its rules and the record. Returns the name removed."""
+    from . import bridge, firewall
+    rec = networks.get(ref)
+    name = rec["Name"]
+    if name in networks.PREDEFINED:
+        raise InvalidInput(f"{name} is a pre-defined network and cannot be removed")
+    with paths.locked("networks"):
+        live = [l for l in ipam.leases_of(name).values() if ipam.lease_is_alive(l)]
+        if live:
+            raise Conflict(f"error while removing network: network {name} id {rec['Id']} "
+                                 f"has active endpoints")
+        for lease in list(ipam.leases_of(name).values()):
+            _release_locked(lease["Container"])
+        with firewall.host_lock():
+            bridge.delete(networks.bridge_name(rec))
+            firewall.remove_bridge(networks.bridge_name(rec))
+        networks.delete_record(name)
+    return name
+
+
+def create_network(name: str, subnet: str | None = None, gateway: str | None = None,
+                   labels: dict | None = None, internal: bool = False) -> dict:
+    """``network create``: store the record, then make its bridge (rolled back on failure)."""
+    from . import bridge, firewall
+    rec = networks.create_record(name, subnet=subnet, gateway=gateway, labels=labels, internal=internal)
+    br, net = networks.bridge_name(rec), networks.subnet_of(rec)
+    try:
+        with firewall.host_lock():
+            bridge.ensure(br, networks.gateway_of(rec), net.prefixlen)
+            firewall.add_bridge(br, str(net))
+    except BaseException:
+        with firewall.host_lock():
+            bridge.delete(br)
+            firewall.remove_bridge(br)
+        networks.delete_record(name)
+        raise
+    return rec
+
+
+def containers_on(name: str) -> dict:
+    """``network inspect``'s Containers: {id: {Name, IPv4Address, MacAddress, EndpointID}}."""
+    from .veth import mac_for
+    rec = networks.get(name)
+    if rec["Driver"] != "bridge":
+        return {}
+    prefix = networks.subnet_of(rec).prefixlen
+    found = {}
+    for ip, lease in ipam.leases_of(rec["Name"]).items():
+        found[lease["Container"]] = {"Name": lease.get("Name", ""), "EndpointID": "",
+                                     "MacAddress": mac_for(ip), "IPv4Address": f"{ip}/{prefix}",
+                                     "IPv6Address": ""}
+    return found
+
+
+def remove_everything_for_tests(bridge_names=()) -> None:
+    """Not for users: tear down the bridges named and our chains if then unused (test
+    fixtures call it so that a failed test leaves nothing on the host)."""
+    from . import bridge, firewall
+    with firewall.host_lock():
+        for br in bridge_names:
+            bridge.delete(br)
+            firewall.remove_bridge(br)
+

@@ -1,0 +1,111 @@
+"""The Linux bridge every container of a network is plugged into (``docker0``'s job).
+
+A bridge is a software Ethernet switch in the kernel. Giving it an address (the
+network's gateway, 172.17.0.1/16) makes the host itself a member of the container
+network: the kernel adds the route ``172.17.0.0/16 dev minidocker0`` and the host can
+reach every container, and the containers can reach the host and, through it (routing +
+NAT), the outside world.
+
+By hand::
+
+    ip link add minidocker0 type bridge
+    ip addr add 172.17.0.1/16 dev minidocker0
+    ip link set minidocker0 up
+
+pyroute2 is imported inside the functions: it costs ~270 ms, and ``run --network none``
+must not pay for it.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+
+
+def exists(name: str) -> bool:
+    """Cheap check, without netlink: every interface of our namespace is in /sys/class/net."""
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+def is_bridge(name: str) -> bool:
+    return os.path.isdir(f"/sys/class/net/{name}/bridge")
+
+
+def ports(name: str) -> list[str]:
+    """The interfaces plugged into bridge ``name`` (``/sys/class/net/NAME/brif/``)."""
+    try:
+        return sorted(os.listdir(f"/sys/class/net/{name}/brif"))
+    except FileNotFoundError:
+        return []
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def ensure(name: str, gateway: str, prefixlen: int) -> bool:
+    """Make bridge ``name`` with address ``gateway/prefixlen`` and bring it up (nothing
+    to do if it is already there). Returns True when it had to be created."""
+    from pyroute2 import IPRoute
+    created = False
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found and not is_bridge(name):
+            from ..errors import Conflict
+            raise Conflict(f"cannot use {name} as a bridge: an interface of another kind has that name")
+        if not found:
+            try:
+                ipr.link("add", ifname=name, kind="bridge")
+                created = True
+            except Exception as e:  # NetlinkError: a concurrent minidocker made it first
+                if getattr(e, "code", None) != errno.EEXIST:
+                    raise
+        index = ipr.link_lookup(ifname=name)[0]
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)}
+        if (gateway, prefixlen) not in have:
+            try:
+                ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+            except Exception as e:
+                if getattr(e, "code", None) != errno.EEXIST:
+                    raise
+        ipr.link("set", index=index, state="up")
+    # Let packets addressed to 127.0.0.1:PORT that a DNAT rule redirects to a container
+    # leave through this bridge. By default the kernel drops any packet with a 127/8
+    # source that is about to leave a non-loopback interface ("martian"); route_localnet
+    # lifts that for this one interface. MASQUERADE then replaces the 127.0.0.1 source.
+    _write_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
+    return created
+
+
+def enable_ip_forward() -> None:
+    """Let the host route packets between interfaces (container -> bridge -> eth0), what
+    dockerd does at start-up. Only egress and traffic from other hosts need it; the host's
+    own traffic to its containers does not."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            if f.read().strip() == "1":
+                return
+        _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+    except OSError:
+        pass  # read-only /proc/sys (inside a container): egress will not work, the rest will
+
+
+def delete(name: str) -> None:
+    """Remove bridge ``name`` (the kernel drops its address and route with it)."""
+    if not exists(name):
+        return
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            try:
+                ipr.link("del", index=found[0])
+            except Exception as e:
+                if getattr(e, "code", None) != errno.ENODEV:
+                    raise
+
+
+def prefixlen_of(subnet: str) -> int:
+    return ipaddress.ip_network(subnet).prefixlen

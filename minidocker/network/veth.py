@@ -1,0 +1,111 @@
+"""A veth pair: the virtual cable from a container's network namespace to the bridge.
+
+A veth pair is two Ethernet interfaces joined back to back: what goes in one comes out
+of the other. One end stays on the host and is plugged into the bridge; the other is
+moved into the container's network namespace and renamed ``eth0``. By hand::
+
+    ip link add veth1a2b3c4 type veth peer name tmp1a2b3c4
+    ip link set veth1a2b3c4 master minidocker0 up
+    ip link set tmp1a2b3c4 netns $PID               # the container's PID 1
+    nsenter -t $PID -n ip link set tmp1a2b3c4 name eth0
+    nsenter -t $PID -n ip addr add 172.17.0.2/16 dev eth0
+    nsenter -t $PID -n ip link set eth0 up
+    nsenter -t $PID -n ip link set lo up
+    nsenter -t $PID -n ip route add default via 172.17.0.1
+
+The host end's name is derived from the container id, so whatever is left of a crashed
+container can be found again. When the container's namespace dies (its last process
+exits), the kernel destroys the inner end, and with it the whole pair.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+def host_name(container_id: str) -> str:
+    return "veth" + container_id[:11]   # 15 characters: the kernel's IFNAMSIZ limit
+
+
+def peer_name(container_id: str) -> str:
+    return "tmp" + container_id[:11]
+
+
+def mac_for(ip: str) -> str:
+    """Docker's MAC rule: 02:42 and then the four bytes of the IPv4 address.
+    (02: a locally administered unicast address, which no NIC vendor uses.)"""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
+
+def netns_of(pid: int) -> str:
+    return f"/proc/{pid}/ns/net"
+
+
+def plug(container_id: str, pid: int, bridge: str, address: str, prefixlen: int,
+         gateway: str | None, ifname: str = "eth0") -> str:
+    """Connect the network namespace of process ``pid`` to ``bridge``; return the host
+    end's name. On failure nothing is left behind."""
+    from pyroute2 import IPRoute
+    host_end, peer = host_name(container_id), peer_name(container_id)
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=host_end, kind="veth", peer=peer)
+        try:
+            host_index = ipr.link_lookup(ifname=host_end)[0]
+            master = ipr.link_lookup(ifname=bridge)[0]
+            ipr.link("set", index=host_index, master=master, state="up")
+            peer_index = ipr.link_lookup(ifname=peer)[0]
+            # Moving an interface to another namespace: by the pid of any process in it.
+            ipr.link("set", index=peer_index, net_ns_pid=pid)
+            configure_inside(pid, peer, ifname, address, prefixlen, gateway)
+        except BaseException:
+            remove(container_id)
+            raise
+    return host_end
+
+
+def configure_inside(pid: int, peer: str, ifname: str, address: str, prefixlen: int,
+                     gateway: str | None) -> None:
+    """Inside the container's namespace: name the interface, give it its address and MAC,
+    bring it and ``lo`` up, and route everything else through the gateway.
+    (pyroute2 opens its netlink socket inside the namespace for us.)"""
+    from pyroute2 import IPRoute
+    with IPRoute(netns=netns_of(pid)) as ns:
+        index = ns.link_lookup(ifname=peer)[0]
+        ns.link("set", index=index, ifname=ifname, address=mac_for(address))
+        ns.addr("add", index=index, address=address, prefixlen=prefixlen)
+        ns.link("set", index=index, state="up")
+        bring_up_loopback(ns)
+        if gateway:
+            ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+
+
+def bring_up_loopback(ns) -> None:
+    """A new network namespace has only ``lo``, and it is down: even 127.0.0.1 does not
+    work until it is brought up."""
+    index = ns.link_lookup(ifname="lo")[0]
+    ns.link("set", index=index, state="up")
+
+
+def loopback_up(pid: int) -> None:
+    """For ``--network none``: the namespace keeps only ``lo``, up."""
+    from pyroute2 import IPRoute
+    with IPRoute(netns=netns_of(pid)) as ns:
+        bring_up_loopback(ns)
+
+
+def remove(container_id: str) -> None:
+    """Delete the host end (and so the pair) if it still exists."""
+    import os
+    names = [n for n in (host_name(container_id), peer_name(container_id))
+             if os.path.exists(f"/sys/class/net/{n}")]
+    if not names:
+        return
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        for name in names:
+            for index in ipr.link_lookup(ifname=name):
+                try:
+                    ipr.link("del", index=index)
+                except Exception as e:
+                    if getattr(e, "code", None) != errno.ENODEV:
+                        raise
