@@ -1,0 +1,358 @@
+"""Container verbs: run, create, start, ps, logs, stop, kill, rm, exec, inspect, wait, top.
+
+Flags, output and exit codes follow ``docker`` (``docker run --help`` is the reference).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import MinidockerError, NotFound
+
+PASS_THROUGH = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
+
+
+def _store():
+    from ..image.store import Store
+    return Store()
+
+
+def container_options(f):
+    """The options ``run`` and ``create`` share (Docker's names)."""
+    options = [
+        click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set environment variables"),
+        click.option("--env-file", multiple=True, type=click.Path(), help="Read in a file of environment variables"),
+        click.option("-w", "--workdir", help="Working directory inside the container"),
+        click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
+        click.option("--name", help="Assign a name to the container"),
+        click.option("-h", "--hostname", help="Container host name"),
+        click.option("--rm", is_flag=True, help="Automatically remove the container when it exits"),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open"),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
+        click.option("--network", "--net", "network", default="bridge", show_default=True,
+                     help="Connect a container to a network (bridge, none, host, container:NAME, NAME)"),
+        click.option("-m", "--memory", help="Memory limit (e.g. 32m)"),
+        click.option("--cpus", help="Number of CPUs (e.g. 0.5)"),
+        click.option("--pids-limit", type=int, help="Tune container pids limit"),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities"),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities"),
+        click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),
+        click.option("--security-opt", multiple=True, help="Security options (no-new-privileges)"),
+        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host"),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
+        click.option("--expose", multiple=True, help="Expose a port or a range of ports"),
+        click.option("--link", multiple=True, help="Add link to another container (NAME[:ALIAS])"),
+        click.option("-v", "--volume", multiple=True, help="Bind mount a volume"),
+        click.option("--mount", multiple=True, help="Attach a filesystem mount to the container"),
+        click.option("--volumes-from", multiple=True, help="Mount volumes from the specified container(s)"),
+        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only"),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory"),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
+        click.option("--runtime", default="minidocker", show_default=True,
+                     help="Runtime to use for this container (minidocker or runc)"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _create(image, command, opts):
+    from ..engine.create import create_container
+    if opts.get("cpus"):
+        try:
+            float(opts["cpus"])
+        except ValueError:
+            raise MinidockerError(f'invalid argument "{opts["cpus"]}" for "--cpus" flag') from None
+    return create_container(_store(), image, list(command) or None, opts)
+
+
+@click.command(context_settings=PASS_THROUGH)
+@container_options
+@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run(image, command, **opts):
+    """Create and run a new container from an image."""
+    from ..engine import lifecycle
+    c = _create(image, command, opts)
+    store = _store()
+    if opts["detach"]:
+        try:
+            lifecycle.start(c, store, attach=False)
+        except MinidockerError:
+            if opts["rm"]:
+                _quiet_remove(c)
+            raise
+        click.echo(c.id)
+        return
+    code = lifecycle.start(c, store, attach=True)
+    sys.exit(code)
+
+
+def _quiet_remove(c):
+    from ..engine import lifecycle
+    try:
+        lifecycle.remove(c.reload(), force=True)
+    except (MinidockerError, OSError):
+        pass
+
+
+@click.command(context_settings=PASS_THROUGH)
+@container_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def create(image, command, **opts):
+    """Create a new container (not started)."""
+    c = _create(image, command, opts)
+    click.echo(c.id)
+
+
+def _each(refs, action):
+    """Apply ``action`` to each container like Docker: errors are printed, exit 1 at the end."""
+    from ..engine.containers import resolve
+    failed = False
+    for ref in refs:
+        try:
+            action(resolve(ref), ref)
+        except MinidockerError as e:
+            click.echo(f"Error response from daemon: {e}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
+@click.argument("containers", nargs=-1, required=True)
+def start(attach, interactive, containers):
+    """Start one or more stopped containers."""
+    from ..engine import lifecycle
+    from ..engine.containers import resolve
+    store = _store()
+    if attach:
+        if len(containers) > 1:
+            raise MinidockerError("you cannot start and attach multiple containers at once")
+        c = resolve(containers[0])
+        code = lifecycle.start(c, store, attach=True)
+        sys.exit(code or 0)
+
+    def one(c, ref):
+        lifecycle.start(c, store, attach=False)
+        click.echo(ref)
+    _each(containers, one)
+
+
+def _status(c) -> str:
+    from .format import ago, human_duration, since
+    st = c.state["State"]
+    if st["Running"]:
+        return f"Up {human_duration(since(st['StartedAt']))}"
+    if st["Status"] == "created":
+        return "Created"
+    return f"Exited ({st['ExitCode']}) {ago(st['FinishedAt'])}"
+
+
+def _ports(c) -> str:
+    ports = (c.state.get("NetworkSettings") or {}).get("Ports") or {}
+    out = []
+    for ctr, bindings in sorted(ports.items()):
+        for b in bindings or []:
+            out.append(f"{b.get('HostIp') or '0.0.0.0'}:{b['HostPort']}->{ctr}")
+        if not bindings:
+            out.append(ctr)
+    return ", ".join(out)
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
+def ps(all_, quiet, no_trunc):
+    """List containers."""
+    from ..engine.lifecycle import reconcile_all
+    from .format import ago, table
+    shown = [c for c in reconcile_all() if all_ or c.state["State"]["Running"]]
+    if quiet:
+        for c in shown:
+            click.echo(c.id if no_trunc else c.short_id)
+        return
+    rows = []
+    for c in shown:
+        command = " ".join([c.state["Path"], *c.state["Args"]])
+        command = json.dumps(command if no_trunc or len(command) <= 20 else command[:19] + "…")
+        rows.append([c.id if no_trunc else c.short_id, c.state.get("ImageName") or c.image_id[7:19],
+                     command, ago(c.state["Created"]), _status(c), _ports(c), c.name])
+    click.echo(table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows))
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Follow log output")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs")
+@click.argument("container")
+def logs(follow, timestamps, tail, container):
+    """Fetch the logs of a container."""
+    from ..engine import lifecycle
+    from ..engine.containers import resolve
+    if tail != "all" and not tail.lstrip("-").isdigit():
+        raise MinidockerError(f'invalid value for "tail": "{tail}"')
+    lifecycle.logs(resolve(container), follow=follow, timestamps=timestamps, tail=tail)
+
+
+@click.command()
+@click.option("-t", "--time", "--timeout", "timeout", type=int, default=10,
+              help="Seconds to wait before killing the container")
+@click.argument("containers", nargs=-1, required=True)
+def stop(timeout, containers):
+    """Stop one or more running containers (SIGTERM, then SIGKILL)."""
+    from ..engine import lifecycle
+
+    def one(c, ref):
+        lifecycle.stop(c, timeout)
+        click.echo(ref)
+    _each(containers, one)
+
+
+@click.command()
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container")
+@click.argument("containers", nargs=-1, required=True)
+def kill(sig, containers):
+    """Kill one or more running containers."""
+    from ..engine import lifecycle
+    signum = lifecycle.parse_signal(sig)
+
+    def one(c, ref):
+        lifecycle.kill(c, signum)
+        click.echo(ref)
+    _each(containers, one)
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container")
+@click.argument("containers", nargs=-1, required=True)
+def rm(force, volumes, containers):
+    """Remove one or more containers."""
+    from ..engine import lifecycle
+
+    def one(c, ref):
+        lifecycle.remove(c, force=force, volumes=volumes)
+        click.echo(ref)
+    _each(containers, one)
+
+
+@click.command("exec", context_settings=PASS_THROUGH)
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("-e", "--env", multiple=True, help="Set environment variables")
+@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+@click.option("-w", "--workdir", help="Working directory inside the container")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(detach, interactive, tty, env, user, workdir, container, command):
+    """Execute a command in a running container."""
+    from ..engine import lifecycle
+    from ..engine.containers import resolve
+    code = lifecycle.exec_in(resolve(container), list(command), env=env, user=user, workdir=workdir,
+                             tty=tty, interactive=interactive, detach=detach)
+    sys.exit(code or 0)
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", help="Format output using a Go-template-like {{.Field.Sub}} path")
+@click.option("--type", "kind", type=click.Choice(["container", "image"]), help="Only this kind of object")
+@click.argument("names", nargs=-1, required=True)
+def inspect(fmt, kind, names):
+    """Return low-level information on containers or images (JSON)."""
+    from ..engine.containers import resolve
+    from ..engine.lifecycle import reconcile
+    results, failed = [], False
+    for name in names:
+        try:
+            if kind == "image":
+                raise NotFound(name)
+            c = reconcile(resolve(name))
+            results.append(_inspect_container(c))
+        except NotFound:
+            try:
+                if kind == "container":
+                    raise
+                results.append(_inspect_image(name))
+            except NotFound:
+                click.echo(f"Error: No such object: {name}", err=True)
+                failed = True
+    if fmt:
+        for r in results:
+            click.echo(_format_path(r, fmt))
+    else:
+        click.echo(json.dumps(results, indent=4))
+    if failed:
+        sys.exit(1)
+
+
+def _inspect_container(c) -> dict:
+    state = {k: v for k, v in c.state.items() if not k.startswith("_")}
+    state["Name"] = "/" + c.name
+    state["State"] = dict(state["State"], Paused=False, Restarting=False, Dead=False)
+    return state
+
+
+def _inspect_image(name) -> dict:
+    store = _store()
+    image_id = store.resolve(name)
+    config = store.image_config(image_id)
+    return {"Id": image_id, "RepoTags": sorted(store.tags_of(image_id)), "Created": config.get("created"),
+            "Architecture": config.get("architecture"), "Os": config.get("os"),
+            "Config": config.get("config", {}), "RootFS": config.get("rootfs", {}),
+            "Size": store.image_size(image_id)}
+
+
+def _format_path(obj, fmt: str) -> str:
+    """A small subset of Go templates: ``{{.State.Pid}}`` and ``{{json .Config}}``."""
+    import re
+
+    def value(m):
+        as_json, path = m.group(1), m.group(2)
+        v = obj
+        for part in [p for p in path.split(".") if p]:
+            v = v.get(part) if isinstance(v, dict) else None
+        if as_json:
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return str(v).lower()
+        if v is None:
+            return "<no value>"
+        return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+    return re.sub(r"\{\{\s*(json\s+)?(\.[\w.]*)\s*\}\}", value, fmt)
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def wait(containers):
+    """Block until one or more containers stop, then print their exit codes."""
+    from ..engine import lifecycle
+    _each(containers, lambda c, ref: click.echo(lifecycle.wait(c)))
+
+
+@click.command()
+@click.argument("container")
+def top(container):
+    """Display the running processes of a container."""
+    import subprocess
+    from ..engine import lifecycle
+    from ..engine.containers import resolve
+    pids = lifecycle.container_pids(resolve(container))
+    out = subprocess.run(["ps", "-o", "uid,pid,ppid,c,stime,tty,time,cmd", "-p",
+                          ",".join(map(str, pids))], capture_output=True, text=True).stdout
+    lines = out.splitlines()
+    if lines:
+        header = lines[0].replace("  UID", "UID").split()
+        rows = [l.split(None, len(header) - 1) for l in lines[1:]]
+        from .format import table
+        click.echo(table(header, rows))

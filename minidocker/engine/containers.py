@@ -1,0 +1,205 @@
+"""Containers on disk: one directory per container, one ``state.json`` per directory.
+
+``$ROOT/containers/<64-hex id>/`` holds everything minidocker knows about a container::
+
+    state.json        what ``inspect`` prints (Docker's field names)
+    upper/ work/      the overlay's writable layer and its scratch dir (``diff`` reads upper/)
+    bundle/           the OCI runtime bundle: config.json + rootfs/ (overlay mount point)
+    hostname hosts resolv.conf   bind-mounted over the container's /etc files
+    container.log     what the container printed, one JSON object per line
+    monitor.lock      held (flock) by the process that runs the container while it lives
+
+This module creates, finds, lists and removes those records; :mod:`.lifecycle` and
+:mod:`.monitor` run them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import os
+import re
+import secrets
+import shutil
+
+from .. import paths
+from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def containers_dir() -> str:
+    return os.path.join(paths.data_root(), "containers")
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class Container:
+    """A container record: its directory and the parsed ``state.json``."""
+
+    def __init__(self, cid: str, state: dict | None = None):
+        self.id = cid
+        self.dir = os.path.join(containers_dir(), cid)
+        self.state = state if state is not None else paths.read_json(self.state_path)
+
+    # -- where things are
+    @property
+    def state_path(self) -> str:
+        return os.path.join(self.dir, "state.json")
+
+    @property
+    def upper_dir(self) -> str:
+        return os.path.join(self.dir, "upper")
+
+    @property
+    def work_dir(self) -> str:
+        return os.path.join(self.dir, "work")
+
+    @property
+    def bundle(self) -> str:
+        return os.path.join(self.dir, "bundle")
+
+    @property
+    def rootfs(self) -> str:
+        return os.path.join(self.bundle, "rootfs")
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "container.log")
+
+    @property
+    def name(self) -> str:
+        return self.state["Name"]
+
+    @property
+    def image_id(self) -> str:
+        return self.state["Image"]
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    # -- state
+    def reload(self) -> "Container":
+        self.state = paths.read_json(self.state_path)
+        return self
+
+    def save(self) -> None:
+        paths.write_json(self.state_path, self.state)
+
+    def update_state(self, **fields) -> None:
+        """Change ``State`` fields under the container's lock (the monitor and a ``stop``
+        may write at the same time)."""
+        with paths.locked(f"container-{self.id}"):
+            self.reload()
+            self.state["State"].update(fields)
+            self.save()
+
+    @property
+    def status(self) -> str:
+        return self.state["State"]["Status"]
+
+    def monitor_alive(self) -> bool:
+        """True while a monitor process holds ``monitor.lock`` (the container is running)."""
+        path = os.path.join(self.dir, "monitor.lock")
+        if not os.path.exists(path):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def wait_for_monitor(self) -> None:
+        """Block until the monitor process exits (its flock is released)."""
+        path = os.path.join(self.dir, "monitor.lock")
+        if not os.path.exists(path):
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- lookup
+def list_containers() -> list[Container]:
+    """Every container, newest first."""
+    base = containers_dir()
+    found = []
+    for cid in os.listdir(base) if os.path.isdir(base) else ():
+        try:
+            found.append(Container(cid))
+        except (FileNotFoundError, ValueError):
+            continue  # being created or removed right now
+    found.sort(key=lambda c: c.state.get("Created", ""), reverse=True)
+    return found
+
+
+def resolve(ref: str) -> Container:
+    """Find a container by name, full id or unique id prefix, as Docker does."""
+    ref = ref.lstrip("/")
+    all_ = list_containers()
+    for c in all_:
+        if c.id == ref or c.name == ref:
+            return c
+    matches = [c for c in all_ if c.id.startswith(ref)] if ref else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise MinidockerError(f"multiple IDs found with provided prefix: {ref}")
+    raise NotFound(f"No such container: {ref}")
+
+
+def users_of(image_id: str) -> list[Container]:
+    """Containers made from ``image_id`` (an image they use cannot be removed)."""
+    return [c for c in list_containers() if c.image_id == image_id]
+
+
+# --------------------------------------------------------------------------- creation
+def new_record(name: str | None, state: dict) -> Container:
+    """Reserve an id and a name and write the first ``state.json`` (Status ``created``).
+
+    The name check and the directory creation happen under one lock, so two ``run
+    --name x`` at once cannot both get ``x``.
+    """
+    from .names import random_name
+    if name is not None and not NAME_RE.match(name):
+        raise InvalidInput(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    with paths.locked("containers"):
+        existing = list_containers()
+        taken = {c.name: c for c in existing}
+        if name is not None:
+            name = name.lstrip("/")
+            if name in taken:
+                other = taken[name].id
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                               f'container "{other}". You have to remove (or rename) that '
+                               f'container to be able to reuse that name.')
+        else:
+            name = random_name(set(taken))
+        cid = secrets.token_hex(32)
+        c = Container(cid, state={**state, "Id": cid, "Name": name, "Created": now_iso()})
+        for d in (c.upper_dir, c.work_dir, c.rootfs):
+            os.makedirs(d)
+        os.chmod(c.dir, 0o700)
+        c.save()
+    return c
+
+
+def delete_record(c: Container) -> None:
+    """Remove the container's directory (its mounts must be gone already)."""
+    shutil.rmtree(c.dir, ignore_errors=False, onerror=_rmtree_force)
+
+
+def _rmtree_force(func, path, exc_info):
+    # A file made read-only (or immutable dir perms) inside the container's layer
+    if isinstance(exc_info[1], FileNotFoundError):
+        return
+    os.chmod(os.path.dirname(path), 0o700)
+    func(path)

@@ -1,0 +1,202 @@
+"""``docker create``: merge the image's config with the command line into a container record.
+
+Docker's merge rules, which this module follows:
+
+* ``--entrypoint`` replaces the image's ENTRYPOINT *and* drops the image's CMD;
+* arguments after the image name replace the image's CMD;
+* ``-e KEY=VALUE`` overrides the image's ``ENV KEY``; ``-e KEY`` copies the caller's
+  value (and is dropped if the caller has none); ``--env-file`` lines work the same;
+* ``-w`` and ``-u`` replace WORKDIR and USER; ``--hostname`` defaults to the short id.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from ..errors import InvalidInput, MinidockerError, NotFound
+from .containers import Container, new_record
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
+
+
+def parse_bytes(text: str) -> int:
+    """``"32m"`` -> 33554432, as Docker reads ``--memory`` (binary units, optional ``b``)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*", text.lower())
+    if not m:
+        raise InvalidInput(f"invalid size: '{text}'")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_env(items, env_files=()) -> list[str]:
+    """``-e`` and ``--env-file`` values -> ``KEY=VALUE`` strings, in order."""
+    out = []
+    lines = []
+    for path in env_files:
+        try:
+            with open(path) as f:
+                lines += [l.rstrip("\n") for l in f if l.strip() and not l.lstrip().startswith("#")]
+        except OSError as e:
+            raise InvalidInput(f"open {path}: {e.strerror.lower()}") from None
+    for item in [*lines, *items]:
+        key, eq, value = item.partition("=")
+        if not key or key.strip() != key.lstrip():
+            raise InvalidInput(f"invalid environment variable: {item}")
+        if eq:
+            out.append(f"{key}={value}")
+        elif key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+    return out
+
+
+def merge_env(base: list[str], overrides: list[str]) -> list[str]:
+    """Overrides replace same-named variables in place; new ones are appended."""
+    result = list(base)
+    index = {e.partition("=")[0]: i for i, e in enumerate(result)}
+    for e in overrides:
+        key = e.partition("=")[0]
+        if key in index:
+            result[index[key]] = e
+        else:
+            index[key] = len(result)
+            result.append(e)
+    return result
+
+
+def find_image(image_ref: str, store, pull_missing: bool = True, out=sys.stderr) -> str:
+    """Resolve ``image_ref`` to an image id, pulling it when it is not here (like Docker)."""
+    try:
+        return store.resolve(image_ref)
+    except NotFound as missing:
+        if not pull_missing:
+            raise
+        try:
+            from ..registry import client
+        except ImportError:
+            raise missing from None
+        from ..image.reference import familiar
+        print(f"Unable to find image '{familiar(image_ref)}' locally", file=out, flush=True)
+        return client.pull(image_ref, store, out=out)
+
+
+def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> dict:
+    """The ``Config`` section of a new container (Docker's field names)."""
+    icfg = image_config.get("config") or {}
+    entrypoint = icfg.get("Entrypoint") or []
+    image_cmd = icfg.get("Cmd") or []
+    if opts.get("entrypoint") is not None:
+        entrypoint = [opts["entrypoint"]] if opts["entrypoint"] else []
+        image_cmd = []
+    command = list(cmd) if cmd else list(image_cmd)
+    env = merge_env(icfg.get("Env") or [], parse_env(opts.get("env") or (), opts.get("env_file") or ()))
+    exposed = dict(icfg.get("ExposedPorts") or {})
+    for port in opts.get("expose") or ():
+        exposed[port if "/" in port else f"{port}/tcp"] = {}
+    for spec in opts.get("publish") or ():
+        ctr_port = spec.rsplit(":", 1)[-1]
+        exposed[ctr_port if "/" in ctr_port else f"{ctr_port}/tcp"] = {}
+    return {
+        "Hostname": opts.get("hostname") or "",
+        "Env": env,
+        "Cmd": command,
+        "Entrypoint": entrypoint,
+        "WorkingDir": opts.get("workdir") or icfg.get("WorkingDir") or "",
+        "User": opts.get("user") if opts.get("user") is not None else icfg.get("User", ""),
+        "Tty": bool(opts.get("tty")),
+        "OpenStdin": bool(opts.get("interactive")),
+        "AttachStdin": bool(opts.get("interactive")) and not opts.get("detach"),
+        "ExposedPorts": exposed,
+        "Volumes": dict(icfg.get("Volumes") or {}),
+        "Labels": {**(icfg.get("Labels") or {}), **dict(l.partition("=")[::2] for l in opts.get("label") or ())},
+        "StopSignal": icfg.get("StopSignal") or "",
+        "Image": opts.get("image_name", ""),
+    }
+
+
+def host_config(opts: dict) -> dict:
+    """The ``HostConfig`` section: everything about how the host runs it."""
+    bindings = {}
+    for spec in opts.get("publish") or ():
+        host_ip, host_port, ctr = _parse_publish(spec)
+        bindings.setdefault(ctr, []).append({"HostIp": host_ip, "HostPort": host_port})
+    cpus = opts.get("cpus")
+    return {
+        "NetworkMode": opts.get("network") or "bridge",
+        "PortBindings": bindings,
+        "PublishAllPorts": bool(opts.get("publish_all")),
+        "Links": list(opts.get("link") or ()),
+        "Binds": list(opts.get("volume") or ()),
+        "Mounts": [_parse_mount(m) for m in opts.get("mount") or ()],
+        "VolumesFrom": list(opts.get("volumes_from") or ()),
+        "ReadonlyRootfs": bool(opts.get("read_only")),
+        "Tmpfs": dict(t.partition(":")[::2] for t in opts.get("tmpfs") or ()),
+        "Memory": parse_bytes(opts["memory"]) if opts.get("memory") else 0,
+        "NanoCpus": int(float(cpus) * 1e9) if cpus else 0,
+        "PidsLimit": opts.get("pids_limit") or None,
+        "AutoRemove": bool(opts.get("rm")),
+        "CapAdd": list(opts.get("cap_add") or ()),
+        "CapDrop": list(opts.get("cap_drop") or ()),
+        "Privileged": bool(opts.get("privileged")),
+        "SecurityOpt": list(opts.get("security_opt") or ()),
+        "Runtime": opts.get("runtime") or "minidocker",
+    }
+
+
+def _parse_publish(spec: str) -> tuple[str, str, str]:
+    """``[IP:]HOSTPORT:CONTAINERPORT[/proto]`` or ``CONTAINERPORT`` -> (ip, hostport, "port/proto")."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        ip, host, ctr = "", "", parts[0]
+    elif len(parts) == 2:
+        ip, host, ctr = "", parts[0], parts[1]
+    elif len(parts) == 3:
+        ip, host, ctr = parts
+    else:
+        raise InvalidInput(f"invalid publish spec: {spec}")
+    port, _, proto = ctr.partition("/")
+    if not port.isdigit() or (host and not host.isdigit()) or proto not in ("", "tcp", "udp", "sctp"):
+        raise InvalidInput(f"invalid publish spec: {spec}")
+    return ip, host, f"{port}/{proto or 'tcp'}"
+
+
+def _parse_mount(spec: str) -> dict:
+    """``--mount type=bind,source=/a,target=/b,readonly`` -> a Docker Mounts entry."""
+    fields = {}
+    for part in spec.split(","):
+        k, eq, v = part.partition("=")
+        fields[k.strip().lower()] = v if eq else "true"
+    kind = fields.get("type", "volume")
+    if kind not in ("bind", "volume", "tmpfs"):
+        raise InvalidInput(f"invalid mount type: {kind}")
+    target = fields.get("target") or fields.get("destination") or fields.get("dst")
+    if not target:
+        raise InvalidInput("invalid mount config: target is required")
+    readonly = fields.get("readonly", fields.get("ro", "false")) in ("true", "1")
+    return {"Type": kind, "Source": fields.get("source") or fields.get("src") or "",
+            "Target": target, "ReadOnly": readonly}
+
+
+def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -> Container:
+    """Make the record of a new container (nothing runs yet)."""
+    image_id = find_image(image_ref, store, pull_missing=opts.get("pull", True))
+    image_config = store.image_config(image_id)
+    config = container_config(image_config, cmd, {**opts, "image_name": image_ref})
+    if not (config["Entrypoint"] or config["Cmd"]):
+        raise MinidockerError("No command specified")
+    hostcfg = host_config(opts)
+    if hostcfg["Runtime"] not in ("minidocker", "runc"):
+        raise InvalidInput(f"unknown or invalid runtime name: {hostcfg['Runtime']}")
+    argv = config["Entrypoint"] + config["Cmd"]
+    state = {
+        "Path": argv[0], "Args": argv[1:], "Image": image_id, "ImageName": image_ref,
+        "Config": config, "HostConfig": hostcfg,
+        "State": {"Status": "created", "Running": False, "Pid": 0, "ExitCode": 0,
+                  "OOMKilled": False, "Error": "", "StartedAt": "", "FinishedAt": ""},
+        "NetworkSettings": {}, "Mounts": [],
+    }
+    c = new_record(opts.get("name"), state)
+    if not config["Hostname"]:
+        c.state["Config"]["Hostname"] = c.short_id
+        c.save()
+    return c

@@ -1,0 +1,349 @@
+"""The monitor: the one process that runs a container from start to exit.
+
+Docker has ``containerd-shim`` for this job; here it is the ``minidocker run`` process
+itself (attached) or a small daemon forked by ``run -d`` / ``start``. It
+
+1. takes ``monitor.lock`` (held until the end: "the container is running" means "a
+   monitor holds the lock", which stays true even if the state file is stale),
+2. mounts the overlay root filesystem and writes the OCI bundle,
+3. asks the runtime to *create* the container (namespaces exist, command not started),
+4. wires the network into the new network namespace,
+5. *starts* the command, relays its output to the terminal and to ``container.log``,
+6. records the exit code and takes everything down again.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import sys
+import termios
+import tty
+
+from ..errors import MinidockerError
+from .containers import Container, now_iso
+from .logs import LogWriter
+from .rootfs import etc_files, mount_rootfs, umount_rootfs, write_hosts
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2)
+
+
+def take_monitor_lock(c: Container) -> int:
+    fd = os.open(os.path.join(c.dir, "monitor.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise MinidockerError(f"container {c.id} is already running") from None
+    return fd
+
+
+def _optional(module: str):
+    """Import an optional part of the engine (network, volumes, links) if it is there."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            return None
+        raise
+
+
+def _uses_bridge(state: dict) -> bool:
+    mode = state["HostConfig"]["NetworkMode"]
+    return mode not in ("none", "host") and not mode.startswith("container:")
+
+
+def prepare(c: Container, store) -> None:
+    """Mount the root filesystem, write /etc files and the bundle's config.json."""
+    from .bundle import build_spec
+    mount_rootfs(c, store.layer_dirs(c.image_id))
+    extra_env, extra_hosts, extra_mounts = [], [], []
+    links = _optional("minidocker.engine.links")
+    if links and c.state["HostConfig"].get("Links"):
+        extra_env = links.link_env(c.state)
+        extra_hosts = links.hosts_entries(c.state)
+    volumes = _optional("minidocker.engine.volumes")
+    if volumes:
+        extra_mounts = volumes.oci_mounts(c.state, c.rootfs)
+    etc_files(c, c.state["Config"]["Hostname"], extra_hosts)
+    c.state["_extra_hosts"] = extra_hosts
+    build_spec(c, extra_env, extra_mounts)
+
+
+def connect_network(c: Container, pid: int) -> None:
+    """Give the container its network: ``lo`` up always, plus a bridge address if asked."""
+    from ..kernel.netdev import set_link_up_in
+    mode = c.state["HostConfig"]["NetworkMode"]
+    if mode == "host" or mode.startswith("container:"):
+        return
+    set_link_up_in(pid, "lo")
+    if not _uses_bridge(c.state):
+        return
+    network = _optional("minidocker.network")
+    if network is None:
+        raise MinidockerError("bridge networking is not available in this build; use --network none|host")
+    settings = network.attach_container(c.state, pid)
+    c.state["NetworkSettings"] = settings
+    c.save()
+    ip = settings.get("IPAddress")
+    if ip:
+        write_hosts(c, [(ip, c.state["Config"]["Hostname"])], c.state.get("_extra_hosts", []))
+
+
+def disconnect_network(c: Container) -> None:
+    if _uses_bridge(c.state):
+        network = _optional("minidocker.network")
+        if network is not None:
+            network.detach_container(c.state)
+
+
+def create_process(c: Container, stdin: int, stdout: int, stderr: int):
+    """Ask the chosen runtime to create the container's init process."""
+    if c.state["HostConfig"].get("Runtime") == "runc":
+        from .runc import RuncProcess
+        return RuncProcess.create(c, stdin, stdout, stderr)
+    from .. import runtime
+    return runtime.create(c.bundle, c.id, stdin=stdin, stdout=stdout, stderr=stderr)
+
+
+def start_process(c: Container, proc) -> None:
+    if c.state["HostConfig"].get("Runtime") == "runc":
+        proc.start()
+    else:
+        from .. import runtime
+        runtime.start(proc)
+
+
+def run(c: Container, store, attach: bool, on_started=None) -> int:
+    """Run container ``c`` to the end and return its exit code (see the module doc)."""
+    lock = take_monitor_lock(c)
+    proc = None
+    code = 125
+    try:
+        c.reload()
+        c.state["NetworkSettings"] = {}
+        prepare(c, store)
+        cfg = c.state["Config"]
+        tty_mode = bool(cfg.get("Tty"))
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        stdin = 0 if (attach and cfg.get("OpenStdin") and not tty_mode) else devnull
+        pipes = {}
+        if tty_mode:
+            proc = create_process(c, devnull, devnull, devnull)
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                proc = create_process(c, stdin, out_w, err_w)
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+            pipes = {out_r: "stdout", err_r: "stderr"}
+        os.close(devnull)
+        connect_network(c, proc.pid)
+        start_process(c, proc)
+        c.update_state(Status="running", Running=True, Pid=proc.pid, StartedAt=now_iso(),
+                       ExitCode=0, OOMKilled=False, Error="")
+        if on_started:
+            on_started()
+        log = LogWriter(c.log_path)
+        try:
+            if tty_mode:
+                relay_terminal(proc, log, attach, interactive=attach and cfg.get("OpenStdin"))
+            else:
+                relay_pipes(proc, pipes, log, attach)
+        finally:
+            log.close()
+        code = proc.wait()
+        return code
+    except BaseException as e:
+        if proc is not None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+                code = proc.wait()
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        if not isinstance(e, (MinidockerError, KeyboardInterrupt)) and isinstance(e, Exception):
+            raise MinidockerError(f"failed to run container {c.short_id}: {e}") from e
+        raise
+    finally:
+        finish(c, code, proc)
+        os.close(lock)
+
+
+def finish(c: Container, code: int, proc=None) -> None:
+    """Record the exit and take down what ``run`` set up (network, mounts, cgroup)."""
+    oom = bool(getattr(proc, "oom_killed", False)) if proc is not None else False
+    try:
+        disconnect_network(c)
+    finally:
+        umount_rootfs(c)
+        if proc is not None and hasattr(proc, "cleanup"):
+            proc.cleanup()
+        if os.path.isdir(c.dir):
+            c.reload()
+            c.state.pop("_extra_hosts", None)
+            c.update_state(Status="exited", Running=False, Pid=0, ExitCode=code,
+                           OOMKilled=oom, FinishedAt=now_iso())
+
+
+# ------------------------------------------------------------------------ I/O relay
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                return
+            raise
+        data = data[n:]
+
+
+def relay_pipes(proc, pipes: dict[int, str], log: LogWriter, attach: bool) -> None:
+    """Copy the container's stdout/stderr pipes to the log (and to ours when attached),
+    forwarding our signals to the container meanwhile (Docker's ``--sig-proxy``)."""
+    previous = {}
+    if attach:
+        def forward(signum, _frame):
+            try:
+                os.kill(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+        for sig in FORWARDED_SIGNALS:
+            previous[sig] = signal.signal(sig, forward)
+    sel = selectors.DefaultSelector()
+    for fd in pipes:
+        sel.register(fd, selectors.EVENT_READ)
+    target = {"stdout": 1, "stderr": 2}
+    try:
+        while sel.get_map():
+            for key, _ in sel.select():
+                try:
+                    data = os.read(key.fd, 65536)
+                except InterruptedError:
+                    continue
+                if not data:
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
+                    continue
+                stream = pipes[key.fd]
+                log.write(stream, data)
+                if attach:
+                    _write_all(target[stream], data)
+    finally:
+        sel.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def relay_terminal(proc, log: LogWriter, attach: bool, interactive: bool) -> None:
+    """Copy between the container's pty and our terminal (raw mode, window size)."""
+    master = proc.master_fd
+    our_tty = attach and os.isatty(0)
+    saved = None
+    previous_winch = None
+    if our_tty:
+        def resize(*_):
+            try:
+                size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
+                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+            except OSError:
+                pass
+        resize()
+        previous_winch = signal.signal(signal.SIGWINCH, resize)
+        if interactive:
+            saved = termios.tcgetattr(0)
+            tty.setraw(0)
+    sel = selectors.DefaultSelector()
+    sel.register(master, selectors.EVENT_READ)
+    if interactive:
+        sel.register(0, selectors.EVENT_READ)
+    try:
+        while True:
+            events = sel.select()
+            done = False
+            for key, _ in events:
+                if key.fd == master:
+                    try:
+                        data = os.read(master, 65536)
+                    except InterruptedError:
+                        continue
+                    except OSError as e:  # EIO: every slave fd is closed
+                        if e.errno != errno.EIO:
+                            raise
+                        data = b""
+                    if not data:
+                        done = True
+                        break
+                    log.write("stdout", data)
+                    if attach:
+                        _write_all(1, data)
+                else:
+                    data = os.read(0, 65536)
+                    if not data:
+                        sel.unregister(0)
+                        continue
+                    _write_all(master, data)
+            if done:
+                break
+    finally:
+        sel.close()
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        if previous_winch is not None:
+            signal.signal(signal.SIGWINCH, previous_winch)
+        os.close(master)
+
+
+def start_detached(c: Container, store) -> None:
+    """Fork a daemon monitor for ``c`` and return once the container's command runs.
+
+    Double fork + ``setsid``: the monitor is not our child and has no terminal, so it
+    outlives ``minidocker run -d``. It reports "started" (or the error) through a pipe.
+    """
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            code = _daemon_monitor(c, store, w)
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.waitpid(child, 0)
+    with os.fdopen(r, "rb") as f:
+        line = f.readline().decode().strip()
+    if line != "ok":
+        raise MinidockerError(line.removeprefix("error:") or f"container {c.short_id} failed to start")
+
+
+def _daemon_monitor(c: Container, store, report_fd: int) -> int:
+    """The body of a detached monitor: no terminal, report through ``report_fd``."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    code = 0
+    try:
+        run(c, store, attach=False, on_started=lambda: os.write(report_fd, b"ok\n"))
+    except BaseException as e:
+        try:
+            os.write(report_fd, f"error:{e}\n".encode())
+        except OSError:
+            pass
+        code = 1
+    if c.state["HostConfig"].get("AutoRemove"):
+        from .lifecycle import remove
+        try:
+            remove(c.reload(), force=True)
+        except Exception:
+            pass
+    return code
