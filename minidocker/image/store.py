@@ -380,6 +380,33 @@ class Store:
             paths.write_json(self._image_record_path(config_digest), manifest)
         return config_digest
 
+    def record_image(self, config_digest: str, layers: list[dict]) -> str:
+        """Record an image whose config blob is already stored (``put_blob``), keeping its
+        bytes exactly: an image loaded from an archive or pulled keeps the id it had
+        there (the id *is* the config's digest). ``layers``: descriptors as from
+        :meth:`add_layer`, in the order of the config's ``rootfs.diff_ids``."""
+        config = json.loads(self.read_blob(config_digest))
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        if diff_ids != [layer["diff_id"] for layer in layers]:
+            raise InvalidInput("image config rootfs.diff_ids do not match its layers")
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST,
+            "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": config_digest,
+                       "size": self.blob_size(config_digest)},
+            "layers": [{"mediaType": layer.get("mediaType") or MEDIA_OCI_LAYER,
+                        "digest": layer["digest"], "size": layer["size"]}
+                       for layer in layers],
+        }
+        with self.locked():
+            for layer in layers:
+                if not self.has_blob(layer["digest"]) or not self.has_layer(layer["diff_id"]):
+                    raise Conflict(f"layer {layer['diff_id']} was removed while the image "
+                                   "was being written; try again")
+            self._ensure_dirs()
+            paths.write_json(self._image_record_path(config_digest), manifest)
+        return config_digest
+
     def has_image(self, image_id: str) -> bool:
         return os.path.exists(self._image_record_path(image_id))
 
@@ -545,6 +572,20 @@ class Store:
                     self._remove_layer_dir(diff_id)
                     removed.append(diff_id)
         return removed
+
+    def discard_unreferenced(self, blob_digests=(), diff_ids=()) -> None:
+        """Remove the given blobs and extracted layers unless an image uses them: the
+        undo of a load or commit that failed half-way (what it added is not referenced
+        by any image yet), so that the store is left as it was."""
+        with self.locked():
+            used_blobs, used_layers = self._references()
+            for digest in blob_digests:
+                if digest not in used_blobs:
+                    _unlink_quietly(self.blob_path(digest))
+                    _unlink_quietly(self._blob_map_path(digest))
+            for diff_id in diff_ids:
+                if diff_id not in used_layers and self.has_layer(diff_id):
+                    self._remove_layer_dir(diff_id)
 
     def _references(self) -> tuple[set[str], set[str]]:
         """Blob digests and diff_ids that the remaining images use."""
