@@ -449,7 +449,9 @@ def test_tool_exit_codes_and_errors():
     r = _tool("sh", "-c", "exit 3")
     assert r.returncode == 3 and "sh exited with status 3" in r.stderr
     r = _tool("/nonexistent/cmd")
-    assert r.returncode == 127 and "/nonexistent/cmd: No such file or directory" in r.stderr
+    assert r.returncode == 127 and "cgroup: /nonexistent/cmd: command not found" in r.stderr
+    r = run_tool("cgroup", "--no-such-flag")
+    assert r.returncode == 125 and "cgroup: unrecognized arguments: --no-such-flag" in r.stderr
 
     r = run_tool("cgroup", "--memory", "12x", "true")
     assert r.returncode == 125 and r.stderr.strip() == "cgroup: invalid size: '12x' " \
@@ -471,9 +473,19 @@ def test_tool_refuses_a_name_in_use(real_cgroup):
     assert real_cgroup.exists()  # someone else's group is left as it was
 
 
+@needs_root
+@needs_cgroups
+def test_tool_default_command_is_a_shell_in_the_group():
+    r = run_tool("cgroup", input="cat /proc/$$/cgroup\n")
+    assert r.returncode == 0, r.stderr
+    assert "running /bin/sh in cgroup minidocker/tool-" in r.stderr
+    key = "" if cgroups.detect_version() == 2 else "memory"
+    assert cgroups.parse_proc_cgroup(r.stdout)[key].startswith("/minidocker/tool-")
+
+
 def test_tool_help_names_the_slide_and_what_to_try():
     r = run_tool("cgroup", "--help")
     assert r.returncode == 0
-    assert '"cgroups" slide' in r.stdout
+    assert 'Slide: "cgroups"' in r.stdout and "Try it:" in r.stdout
     for example in ("--memory 32M", "--pids 20", "--cpus 0.2"):
         assert example in r.stdout
