@@ -54,8 +54,10 @@ def _firewall():
     return rules
 
 
-def _processes():
-    """Processes that look like ours: their command line names minidocker or a test root."""
+def _processes(marker: str | None):
+    """Processes that belong to this test run: their command line, environment, working
+    directory or root directory mentions the run's temporary base directory (every test
+    data root and rootfs lives under it), or they run a minidocker command."""
     procs = {}
     me = os.getpid()
     for pid in os.listdir("/proc"):
@@ -64,16 +66,23 @@ def _processes():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            if not cmd:
+                continue  # kernel thread or zombie
+            seen = [cmd]
+            if marker:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    seen.append(f.read().decode(errors="replace"))
+                seen += [os.readlink(f"/proc/{pid}/cwd"), os.readlink(f"/proc/{pid}/root")]
         except OSError:
             continue
-        if ("minidocker" in cmd or "pytest-of" in cmd) and "pytest" not in cmd.split(" ")[0:3].__str__():
+        if marker and any(marker in text for text in seen):
             procs[int(pid)] = cmd
     return procs
 
 
-def _snapshot():
+def _snapshot(marker=None):
     return {"mounts": _mounts(), "links": _links(), "cgroups": _cgroups(),
-            "firewall rules": _firewall(), "processes": set(_processes().items())}
+            "firewall rules": _firewall(), "processes": set(_processes(marker).items())}
 
 
 def pytest_sessionstart(session):
@@ -84,7 +93,9 @@ def pytest_sessionfinish(session, exitstatus):
     before = getattr(session.config, "_leak_before", None)
     if before is None:
         return
-    after = _snapshot()
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    marker = str(factory.getbasetemp()) if factory is not None else None
+    after = _snapshot(marker)
     leaks = {kind: sorted(map(str, after[kind] - before[kind])) for kind in after}
     leaks = {k: v for k, v in leaks.items() if v}
     if leaks:
