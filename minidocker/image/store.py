@@ -600,6 +600,51 @@ class Store:
                 continue
         return blobs, layers
 
+    def collect_garbage(self, grace_seconds: float = 600) -> tuple[list[str], int]:
+        """Remove blobs, layers and scratch files that no image refers to.
+
+        They appear when a command is interrupted (a pull that stored blobs but never
+        wrote its image) or when an unused blob was stored (``put_blob`` of the same
+        layer uncompressed). Anything younger than ``grace_seconds`` is kept: another
+        process may be about to write the image that uses it. Returns (what was
+        removed, bytes freed)."""
+        removed, freed = [], 0
+        cutoff = time.time() - grace_seconds
+
+        def old(path):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                return False
+            return max(st.st_mtime, st.st_ctime) < cutoff
+
+        with self.locked():
+            blobs, layers = self._references()
+            for name in _listdir(self.blobs_dir):
+                digest = "sha256:" + name
+                path = os.path.join(self.blobs_dir, name)
+                if len(name) == 64 and digest not in blobs and old(path):
+                    freed += os.path.getsize(path)
+                    os.unlink(path)
+                    _unlink_quietly(os.path.join(self.layerdb_dir, "blobs", name))
+                    removed.append(digest)
+            for name in _listdir(self.layers_dir):
+                diff_id = "sha256:" + name
+                meta = os.path.join(self.layerdb_dir, name + ".json")
+                if len(name) == 64 and diff_id not in layers and \
+                        old(meta if os.path.exists(meta) else os.path.join(self.layers_dir, name)):
+                    freed += self.layer_size(diff_id)
+                    self._remove_layer_dir(diff_id)
+                    removed.append(diff_id)
+            for name in _listdir(self.tmp_dir):
+                path = os.path.join(self.tmp_dir, name)
+                if old(path):
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        _unlink_quietly(path)
+        return removed, freed
+
     def _remove_layer_dir(self, diff_id: str) -> None:
         """Rename first (atomic: no one sees a half-deleted layer), then delete."""
         final = self.layer_dir(diff_id)
@@ -664,3 +709,10 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,632 @@
+"""Image verbs: ``images``, ``bootstrap``, ``import``, ``tag``, ``rmi``, ``history`` and the
+``image`` group (``ls``, ``rm``, ``prune``, ``inspect``, ``history``, ``tag``, ``import``).
+
+Output follows Docker's: the same columns, the same "4 minutes ago" and "2.05MB", the
+same ``Untagged:``/``Deleted:`` lines, the same error texts and exit codes.
+"""
+
+from __future__ import annotations
+
+import calendar
+import fnmatch
+import json
+import sys
+import time
+
+import click
+
+from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
+
+NONE = "<none>"
+
+
+# =========================================================================== formatting
+def human_size(size: float) -> str:
+    """Docker's ``units.HumanSizeWithPrecision(size, 3)``: decimal units, 3 significant
+    digits: ``2.05MB``, ``123kB``, ``0B``."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    i = 0
+    size = float(size)
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's ``units.HumanDuration``: "Less than a second", "About a minute",
+    "4 minutes", "About an hour", "3 hours", "2 days", "3 weeks", "5 months", "2 years"."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(round(seconds / 3600))
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{s // 3600 // 24 // 365} years"
+
+
+def parse_rfc3339(created: str) -> float | None:
+    """Seconds since the epoch for an OCI ``created`` timestamp (RFC 3339), or None."""
+    if not created:
+        return None
+    text = created.strip()
+    offset = 0
+    if text.endswith("Z"):
+        text = text[:-1]
+    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
+        sign = 1 if text[-6] == "+" else -1
+        offset = sign * (int(text[-5:-3]) * 3600 + int(text[-2:]) * 60)
+        text = text[:-6]
+    fraction = 0.0
+    if "." in text:
+        text, frac = text.split(".", 1)
+        fraction = float("0." + frac) if frac.isdigit() else 0.0
+    try:
+        base = calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    if base <= 0:
+        return None  # Go's zero time / the epoch: Docker shows "N/A"
+    return base + fraction - offset
+
+
+def created_ago(created: str, now: float | None = None) -> str:
+    when = parse_rfc3339(created)
+    if when is None:
+        return "N/A"
+    return human_duration((now or time.time()) - when) + " ago"
+
+
+def table(rows: list[list[str]]) -> str:
+    """Columns like Docker's ``tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)``: each column as
+    wide as its widest cell plus 3, at least 10; the last column unpadded."""
+    if not rows:
+        return ""
+    widths = [max(10, max(len(r[c]) for r in rows) + 3) for c in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
+        lines.append("".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def short_id(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def ellipsis(text: str, width: int) -> str:
+    """Docker's ``stringutils.Ellipsis``: cut to ``width`` characters, the last one "…"."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _store():
+    from ..image.store import Store
+    return Store()
+
+
+# =========================================================================== images
+def _split_repo_tag(key: str) -> tuple[str, str]:
+    from ..image.reference import split_familiar
+    return split_familiar(key)
+
+
+def _intermediate_ids(images: list[dict], store) -> set[str]:
+    """Untagged images whose layers are a strict prefix of another image's: the steps a
+    build leaves behind. ``docker images`` hides them unless ``-a``."""
+    chains = {i["id"]: store.image_diff_ids(i["id"]) for i in images}
+    hidden = set()
+    for image in images:
+        if image["tags"]:
+            continue
+        mine = chains[image["id"]]
+        for other, theirs in chains.items():
+            if other != image["id"] and len(theirs) > len(mine) and theirs[:len(mine)] == mine:
+                hidden.add(image["id"])
+                break
+    return hidden
+
+
+def _parse_filters(filters) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep:
+            raise InvalidInput(f"bad format of filter (expected name=value): {f}")
+        if key not in ("dangling", "reference"):
+            raise InvalidInput(f"invalid filter '{key}'")
+        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
+            raise InvalidInput(f"invalid filter 'dangling={value}'")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _matches_repository(key: str, wanted: str) -> bool:
+    """``docker images busybox`` / ``busybox:1.36`` / ``john1/*``: compare with the
+    familiar repository (and tag, if given)."""
+    repo, tag = _split_repo_tag(key)
+    want_repo, want_tag = _split_repo_tag(wanted)
+    if not fnmatch.fnmatchcase(repo, want_repo):
+        return False
+    return not want_tag or fnmatch.fnmatchcase(tag, want_tag)
+
+
+def image_rows(store, all_images=False, repository=None, filters=None):
+    """Rows of ``docker images``: one per tag, ``<none>`` for an untagged image."""
+    filters = filters or {}
+    images = store.list_images()
+    hidden = set() if all_images else _intermediate_ids(images, store)
+    rows = []
+    for image in images:
+        if image["id"] in hidden:
+            continue
+        dangling = not image["tags"]
+        if "dangling" in filters:
+            want = filters["dangling"][-1].lower() in ("true", "1")
+            if dangling != want:
+                continue
+        keys = image["tags"] or [None]
+        for key in keys:
+            if repository and (key is None or not _matches_repository(key, repository)):
+                continue
+            if "reference" in filters and (key is None or not any(
+                    _matches_repository(key, p) for p in filters["reference"])):
+                continue
+            repo, tag = _split_repo_tag(key) if key else (NONE, NONE)
+            if key and "@" in key:
+                tag = NONE  # a digest reference has no tag
+            rows.append({"repository": repo, "tag": tag, "id": image["id"],
+                         "created": image["created"], "size": image["size"]})
+    return rows
+
+
+@click.command("images")
+@click.option("-a", "--all", "all_images", is_flag=True,
+              help="Show all images (default hides intermediate images).")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER",
+              help="Filter output: dangling=true|false, reference=PATTERN.")
+@click.argument("repository", required=False)
+def images(all_images, quiet, no_trunc, filters, repository):
+    """List images."""
+    store = _store()
+    if repository:
+        from ..image.reference import parse
+        if "*" not in repository:
+            parse(repository, default_tag=False)
+    rows = image_rows(store, all_images, repository, _parse_filters(filters))
+    show_id = (lambda i: i) if no_trunc else short_id
+    if quiet:
+        seen = []
+        for row in rows:
+            if show_id(row["id"]) not in seen:
+                seen.append(show_id(row["id"]))
+        for image_id in seen:
+            click.echo(image_id)
+        return
+    now = time.time()
+    out = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+    for row in rows:
+        out.append([row["repository"], row["tag"], show_id(row["id"]),
+                    created_ago(row["created"], now), human_size(row["size"])])
+    click.echo(table(out))
+
+
+# =========================================================================== bootstrap / import
+@click.command("bootstrap")
+@click.argument("what", type=click.Choice(["busybox", "debian"]))
+@click.option("--suite", default="bookworm", show_default=True, help="Debian suite (debian).")
+@click.option("--mirror", default="http://deb.debian.org/debian", show_default=True,
+              help="Debian mirror URL (debian).")
+@click.option("-t", "--tag", "tag", default=None,
+              help="Name the image (default busybox:latest / debian:SUITE).")
+def bootstrap(what, suite, mirror, tag):
+    """Make a base image locally: busybox (from the host's busybox-static) or debian
+    (debootstrap --variant=minbase). Prints the image id."""
+    from ..image import bootstrap as boot
+    if what == "busybox":
+        click.echo("bootstrap: packing the host's static busybox", err=True)
+        image_id = boot.bootstrap_busybox(tag=tag or "busybox:latest")
+    else:
+        click.echo(f"bootstrap: debootstrap --variant=minbase {suite} from {mirror}", err=True)
+        image_id = boot.bootstrap_debian(suite=suite, mirror=mirror, tag=tag)
+    click.echo(image_id)
+
+
+@click.command("import")
+@click.option("-c", "--change", "changes", multiple=True,
+              help="Apply Dockerfile instruction to the created image.")
+@click.option("-m", "--message", default="", help="Set commit message for imported image.")
+@click.argument("file")
+@click.argument("repository", required=False)
+def import_(changes, message, file, repository):
+    """Import the contents from a tarball (FILE or - for stdin) to create a filesystem
+    image. Prints the image id."""
+    from ..image.bootstrap import import_tarball
+    if repository:
+        from ..image.reference import parse
+        parse(repository)
+    if file == "-":
+        image_id = import_tarball(sys.stdin.buffer, repository, "-", message, changes)
+    else:
+        try:
+            f = open(file, "rb")
+        except OSError as e:
+            raise InvalidInput(f"open {file}: {e.strerror.lower()}") from None
+        with f:
+            image_id = import_tarball(f, repository, file, message, changes)
+    click.echo(image_id)
+
+
+# =========================================================================== tag
+@click.command("tag")
+@click.argument("source")
+@click.argument("target")
+def tag(source, target):
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
+    from ..image.reference import parse
+    store = _store()
+    target_ref = parse(target, default_tag=True)
+    if target_ref.digest:
+        raise InvalidInput("refusing to create a tag with a digest reference")
+    try:
+        image_id = store.resolve(source)
+    except NotFound:
+        raise NotFound(f"No such image: {_display_ref(source)}") from None
+    store.tag(image_id, target)
+
+
+def _display_ref(ref: str) -> str:
+    """How Docker names a missing image in "No such image: X": a name gets its tag."""
+    from ..image.reference import familiar
+    try:
+        return familiar(ref)
+    except InvalidInput:
+        return ref
+
+
+# =========================================================================== rmi
+def _containers_using(image_id: str) -> list[str]:
+    """Ids of containers that use the image, from the engine (when it exists)."""
+    try:
+        from ..engine.containers import users_of
+    except ImportError:
+        return []
+    users = users_of(image_id) or []
+    return [u if isinstance(u, str) else getattr(u, "id", str(u)) for u in users]
+
+
+def _is_id_reference(ref: str, image_id: str) -> bool:
+    """Did the user name the image by id (``sha256:abc``, ``abc``)? Docker's
+    ``isImageIDPrefix``."""
+    hexpart = ref[7:] if ref.startswith("sha256:") else ref
+    return bool(hexpart) and image_id[7:].startswith(hexpart)
+
+
+def remove_image(store, ref: str, force: bool = False) -> list[str]:
+    """Docker's ``ImageDelete``, step by step. Returns the ``Untagged:``/``Deleted:`` lines.
+
+    - by name: untag it; if the image has other tags, that is all. If that was the
+      last tag, the image goes too -- unless a container uses it (refused without -f;
+      with -f the image stays, untagged).
+    - by id: refused when tags from several repositories point at it (unless -f);
+      otherwise every tag is removed and the image deleted, unless a container uses
+      it (refused without -f; with -f the image stays, untagged, so that the
+      container keeps its layers).
+    """
+    from ..image.reference import familiar_name
+    lines = []
+    try:
+        image_id = store.resolve(ref)
+    except NotFound:
+        raise NotFound(f"No such image: {_display_ref(ref)}") from None
+    users = _containers_using(image_id)
+    tags = store.tags_of(image_id)
+    by_name = not _is_id_reference(ref, image_id) or (
+        ref in tags or _normalised(ref) in tags)
+    if by_name:
+        key = _normalised(ref)
+        if key not in tags:
+            raise NotFound(f"No such image: {key}")
+        if len(tags) == 1 and users and not force:
+            raise Conflict(f'conflict: unable to remove repository reference "{ref}" '
+                           f"(must force) - container {users[0][:12]} is using its "
+                           f"referenced image {short_id(image_id)}")
+        store.untag(key)
+        lines.append(f"Untagged: {key}")
+        if len(tags) > 1 or users:
+            return lines
+    else:
+        repositories = {familiar_name(t.split("@")[0]) if "@" in t else t.rsplit(":", 1)[0]
+                        for t in tags}
+        if len(repositories) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {short_id(image_id)} (must be "
+                           "forced) - image is referenced in multiple repositories")
+        if users and not force:
+            raise Conflict(f"conflict: unable to delete {short_id(image_id)} (must be "
+                           f"forced) - image is being used by stopped container "
+                           f"{users[0][:12]}")
+        for key in tags:
+            store.untag(key)
+            lines.append(f"Untagged: {key}")
+        if users:
+            return lines
+    for removed in store.delete_image(image_id):
+        lines.append(f"Deleted: {removed}")
+    return lines
+
+
+def _normalised(ref: str) -> str:
+    from ..image.store import normalize_name
+    try:
+        return normalize_name(ref)
+    except InvalidInput:
+        return ref
+
+
+@click.command("rmi")
+@click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
+@click.argument("images", nargs=-1, required=True)
+def rmi(force, images):
+    """Remove one or more images."""
+    store = _store()
+    failed = False
+    for ref in images:
+        try:
+            for line in remove_image(store, ref, force):
+                click.echo(line)
+        except MinidockerError as e:
+            # Docker goes on with the other images, then exits 1.
+            click.echo(f"minidocker: {e}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)  # (click.exceptions.Exit is swallowed by main()'s standalone_mode=False)
+
+
+# =========================================================================== history
+def history_rows(store, image_id: str) -> list[dict]:
+    """One row per history entry, newest first; a row that made a layer gets its size."""
+    config = store.image_config(image_id)
+    diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
+    entries = list(config.get("history") or [])
+    if not entries:
+        entries = [{"created": config.get("created", "")} for _ in diff_ids]
+    rows = []
+    layer = 0
+    for entry in entries:
+        size = 0
+        if not entry.get("empty_layer") and layer < len(diff_ids):
+            size = store.layer_size(diff_ids[layer])
+            layer += 1
+        rows.append({"created": entry.get("created", ""),
+                     "created_by": entry.get("created_by", ""),
+                     "comment": entry.get("comment", ""), "size": size})
+    rows.reverse()
+    for i, row in enumerate(rows):
+        row["id"] = image_id if i == 0 else None
+    return rows
+
+
+@click.command("history")
+@click.option("-H", "--human", type=bool, default=True, show_default=True,
+              help="Print sizes and dates in human readable format.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.argument("image")
+def history(human, quiet, no_trunc, image):
+    """Show the history of an image."""
+    store = _store()
+    try:
+        image_id = store.resolve(image)
+    except NotFound:
+        raise NotFound(f"No such image: {_display_ref(image)}") from None
+    rows = history_rows(store, image_id)
+    show_id = (lambda i: i) if no_trunc else short_id
+    if quiet:
+        for row in rows:
+            click.echo(show_id(row["id"]) if row["id"] else "<missing>")
+        return
+    now = time.time()
+    out = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for row in rows:
+        created_by = row["created_by"].replace("\t", " ").replace("\n", " ")
+        if not no_trunc:
+            created_by = ellipsis(created_by, 45)
+        created = created_ago(row["created"], now) if human else row["created"]
+        size = human_size(row["size"]) if human else str(row["size"])
+        out.append([show_id(row["id"]) if row["id"] else "<missing>", created, created_by,
+                    size, row["comment"]])
+    click.echo(table(out))
+
+
+# =========================================================================== inspect
+def inspect_image(store, image_id: str) -> dict:
+    """What ``docker image inspect`` shows, from our records."""
+    config = store.image_config(image_id)
+    manifest = store.image_manifest(image_id)
+    tags = store.tags_of(image_id)
+    history = config.get("history") or []
+    return {
+        "Id": image_id,
+        "RepoTags": [t for t in tags if "@" not in t],
+        "RepoDigests": [t for t in tags if "@" in t],
+        "Parent": "",
+        "Comment": (history[-1].get("comment", "") if history else ""),
+        "Created": config.get("created", ""),
+        "Author": config.get("author", ""),
+        "Config": config.get("config", {}),
+        "Architecture": config.get("architecture", ""),
+        "Os": config.get("os", ""),
+        "Size": store.image_size(image_id),
+        "RootFS": {"Type": config.get("rootfs", {}).get("type", "layers"),
+                   "Layers": list(config.get("rootfs", {}).get("diff_ids", []))},
+        "Manifest": {"mediaType": manifest.get("mediaType"),
+                     "layers": manifest.get("layers", [])},
+        "Metadata": {"LastTagTime": ""},
+    }
+
+
+def _format_template(template: str, obj) -> str:
+    """A small subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``, ``{{json .X}}``."""
+    import re
+
+    def lookup(path):
+        value = obj
+        for part in [p for p in path.split(".") if p]:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def render(match):
+        expr = match.group(1).strip()
+        if expr.startswith("json "):
+            return json.dumps(lookup(expr[5:].strip()))
+        value = lookup(expr)
+        if isinstance(value, list):
+            return "[" + " ".join(map(str, value)) + "]"
+        if isinstance(value, dict):
+            return "map[" + " ".join(f"{k}:{v}" for k, v in value.items()) + "]"
+        return "<no value>" if value is None else str(value)
+
+    return re.sub(r"\{\{(.*?)\}\}", render, template)
+
+
+@click.command("inspect")
+@click.option("-f", "--format", "fmt", default=None, help="Format output using a Go-like template.")
+@click.argument("images", nargs=-1, required=True)
+def image_inspect(fmt, images):
+    """Display detailed information on one or more images."""
+    store = _store()
+    found, errors = [], []
+    for ref in images:
+        try:
+            found.append(inspect_image(store, store.resolve(ref)))
+        except NotFound:
+            errors.append(f"Error: No such image: {ref}")
+    if fmt:
+        for item in found:
+            click.echo(_format_template(fmt, item))
+    else:
+        click.echo(json.dumps(found, indent=4))
+    for e in errors:
+        click.echo(e, err=True)
+    if errors:
+        sys.exit(1)  # (click.exceptions.Exit is swallowed by main()'s standalone_mode=False)
+
+
+# =========================================================================== prune
+def prune_images(store, all_images: bool = False) -> tuple[list[str], int]:
+    """Remove dangling images (untagged), or with ``all_images`` every image no container
+    uses; then garbage-collect unreferenced blobs and layers. Returns (lines, bytes)."""
+    lines, reclaimed = [], 0
+    for image in store.list_images():
+        if image["tags"] and not all_images:
+            continue
+        if _containers_using(image["id"]):
+            continue
+        reclaimed_before = _layer_bytes(store)
+        for key in image["tags"]:
+            store.untag(key)
+            lines.append(f"untagged: {key}")
+        try:
+            removed = store.delete_image(image["id"])
+        except NotFound:
+            continue  # someone else removed it meanwhile
+        lines += [f"deleted: {r}" for r in removed]
+        reclaimed += max(0, reclaimed_before - _layer_bytes(store))
+    removed_blobs, freed = store.collect_garbage()
+    reclaimed += freed
+    return lines, reclaimed
+
+
+def _layer_bytes(store) -> int:
+    import os
+    total = 0
+    try:
+        names = os.listdir(store.layerdb_dir)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if name.endswith(".json"):
+            total += store.layer_size("sha256:" + name[:-5])
+    return total
+
+
+@click.command("prune")
+@click.option("-a", "--all", "all_images", is_flag=True,
+              help="Remove all unused images, not just dangling ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+def image_prune(all_images, force):
+    """Remove unused images."""
+    if not force:
+        what = ("all images without at least one container associated to them"
+                if all_images else "all dangling images")
+        click.echo(f"WARNING! This will remove {what}.")
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    lines, reclaimed = prune_images(_store(), all_images)
+    if lines:
+        click.echo("Deleted Images:")
+        for line in lines:
+            click.echo(line)
+        click.echo("")
+    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
+
+
+# =========================================================================== image group
+class _ImageGroup(click.Group):
+    """``minidocker image VERB``: our verbs, plus the image verbs other modules own
+    (``save``, ``load``, ``pull``, ``push``, ``build``), found lazily."""
+
+    BORROWED = ("build", "load", "pull", "push", "save")
+
+    def list_commands(self, ctx):
+        names = set(super().list_commands(ctx))
+        names.update(n for n in self.BORROWED if self._borrowed(n) is not None)
+        return sorted(names)
+
+    def get_command(self, ctx, name):
+        return super().get_command(ctx, name) or (
+            self._borrowed(name) if name in self.BORROWED else None)
+
+    @staticmethod
+    def _borrowed(name):
+        import importlib
+        from . import COMMANDS
+        module, _, attr = COMMANDS.get(name, ":").partition(":")
+        if not module:
+            return None
+        try:
+            return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        except (ImportError, AttributeError):
+            return None
+
+
+@click.group("image", cls=_ImageGroup)
+def image():
+    """Manage images."""
+
+
+image.add_command(images, "ls")
+image.add_command(rmi, "rm")
+image.add_command(image_prune, "prune")
+image.add_command(image_inspect, "inspect")
+image.add_command(history, "history")
+image.add_command(tag, "tag")
+image.add_command(import_, "import")
