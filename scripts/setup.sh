@@ -15,6 +15,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip
   busybox-static iproute2 iptables procps util-linux debootstrap zstd tar
   podman runc skopeo umoci buildah docker-registry oci-image-tool uidmap
+  vagrant
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,18 @@
+"""The Vagrant lab's Vagrantfile is valid (``vagrant validate``; no VM is booted here)."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed")
+def test_vagrantfile_validates():
+    # --ignore-provider: the CI machine has no VirtualBox/libvirt; the provider blocks are
+    # still parsed, only not checked against an installed provider.
+    r = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "validated successfully" in r.stdout
