@@ -69,8 +69,8 @@ def attach_container(state: dict, pid: int) -> dict:
     if mode.startswith("container:"):
         return _empty_settings()  # it shares another container's namespace, set up already
     if mode == "none":
-        from . import loopback
-        loopback.up(pid)
+        from ..kernel.netdev import set_link_up_in
+        set_link_up_in(pid, "lo")
         settings = _empty_settings(pid)
         settings["Networks"]["none"] = _endpoint(networks.get("none"), "", "", 0, "")
         return settings
@@ -92,6 +92,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
     br, subnet, gateway = networks.bridge_name(rec), networks.subnet_of(rec), networks.gateway_of(rec)
     user_defined = rec["Name"] != networks.DEFAULT_NETWORK
     entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": ipam.process_start_time(pid)}
+    cleanup_stale()  # addresses and ports of containers that died without a detach
     with paths.locked("networks"):
         address = ipam.allocate(rec["Name"], subnet, gateway, entry)
         try:
@@ -103,7 +104,11 @@ def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
                 veth.plug(cid, pid, br, address, subnet.prefixlen, gateway)
                 _publish(cid, br, address, published)
             if user_defined:
-                _introduce(rec["Name"], cid, name, address)
+                peers = _introduce(rec["Name"], cid, name, address)
+                # The engine rewrites this container's /etc/hosts after we return, with its
+                # own address and these extra entries (see engine/monitor.py).
+                state.setdefault("_extra_hosts", []).extend(
+                    (ip, " ".join(names)) for ip, names in peers)
         except BaseException:
             _release_locked(cid)
             raise
@@ -129,7 +134,7 @@ def _publish(cid: str, br: str, address: str, published: dict) -> None:
                                                  address, port, cid))
 
 
-def _introduce(network_name: str, cid: str, name: str, address: str) -> None:
+def _introduce(network_name: str, cid: str, name: str, address: str) -> list:
     """On a user-defined network, members find each other by name: add every other live
     member to this container's /etc/hosts, and this container to theirs."""
     from . import hosts
@@ -142,6 +147,7 @@ def _introduce(network_name: str, cid: str, name: str, address: str) -> None:
         peers.append((ip, [lease.get("Name") or other[:12], other[:12]]))
         hosts.add_entries(hosts.hosts_path(other), [mine])
     hosts.add_entries(hosts.hosts_path(cid), peers)
+    return peers
 
 
 def detach_container(state: dict) -> None:

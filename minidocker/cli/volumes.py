@@ -1,0 +1,111 @@
+"""``minidocker volume ...``: create, list, inspect and remove named volumes."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import MinidockerError
+
+
+@click.group()
+def volume():
+    """Manage volumes."""
+
+
+@volume.command("create")
+@click.option("-d", "--driver", default="local", help="Specify volume driver name")
+@click.option("--label", multiple=True, help="Set metadata for a volume")
+@click.option("-o", "--opt", multiple=True, help="Set driver specific options")
+@click.argument("name", required=False)
+def create(driver, label, opt, name):
+    """Create a volume (a directory under the data root)."""
+    from ..engine import volumes
+    rec = volumes.create(name, labels=dict(l.partition("=")[::2] for l in label), driver=driver,
+                         options=dict(o.partition("=")[::2] for o in opt))
+    click.echo(rec["Name"])
+
+
+@volume.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only display volume names")
+def ls(quiet):
+    """List volumes."""
+    from ..engine import volumes
+    from .format import table
+    records = volumes.list_volumes()
+    if quiet:
+        for rec in records:
+            click.echo(rec["Name"])
+        return
+    click.echo(table(["DRIVER", "VOLUME NAME"], [[r["Driver"], r["Name"]] for r in records], pad=4))
+
+
+@volume.command("inspect")
+@click.option("-f", "--format", "fmt", help="Format the output using a Go template")
+@click.argument("names", nargs=-1, required=True)
+def inspect(fmt, names):
+    """Display detailed information on one or more volumes."""
+    from ..engine import volumes
+    results, failed = [], False
+    for name in names:
+        try:
+            results.append(volumes.inspect(name))
+        except MinidockerError as e:
+            click.echo(f"Error response from daemon: {e}", err=True)
+            failed = True
+    if fmt:
+        from .containers import _format_path
+        for r in results:
+            click.echo(_format_path(r, fmt))
+    elif results or not failed:
+        click.echo(json.dumps(results, indent=4))
+    if failed:
+        sys.exit(1)
+
+
+@volume.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
+@click.argument("names", nargs=-1, required=True)
+def rm(force, names):
+    """Remove one or more volumes (not while a container uses them)."""
+    from ..engine import volumes
+    failed = False
+    for name in names:
+        try:
+            volumes.remove(name, force=force)
+            click.echo(name)
+        except MinidockerError as e:
+            click.echo(f"Error response from daemon: {e}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@volume.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just anonymous ones")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+def prune(all_, force):
+    """Remove unused anonymous volumes (all unused volumes with -a)."""
+    from ..engine import volumes
+    if not force and not click.confirm("WARNING! This will remove anonymous local volumes not used "
+                                       "by at least one container.\nAre you sure you want to continue?",
+                                       default=False):
+        return
+    removed, reclaimed = volumes.prune(all_volumes=all_)
+    if removed:
+        click.echo("Deleted Volumes:")
+        for name in removed:
+            click.echo(name)
+        click.echo("")
+    click.echo(f"Total reclaimed space: {_human_size(reclaimed)}")
+
+
+def _human_size(n: int) -> str:
+    """Docker's units.HumanSize: decimal units, 3 significant digits."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.4g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000
+    return f"{n}B"
