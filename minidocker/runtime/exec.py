@@ -1,0 +1,164 @@
+"""``docker exec``: run one more process inside a running container.
+
+A container is nothing but a process tree in some namespaces and a cgroup, so getting
+"into" it means joining exactly those: the new process is put into the container's
+cgroup (read from ``/proc/PID/cgroup``), joins its namespaces with ``setns`` on the
+files in ``/proc/PID/ns/`` (joining the mount namespace also moves our root to the
+container's root), and forks once more, because a PID namespace, like with
+``unshare``, is entered only by the children forked after ``setns``. Then it takes on
+the user and capabilities, and execs.
+
+By default the new process gets what the container's PID 1 has: its capability
+bounding set and its ``no_new_privs`` flag, both read from ``/proc/PID/status``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from ..errors import InvalidInput, MinidockerError, NotFound
+from ..kernel import capabilities as caps_mod
+from ..kernel import namespaces
+from . import process as proc_steps
+from . import pty as ptys
+from .create import (ContainerProcess, _report_and_exit, close_fds_except, receive_message,
+                     reset_signals, send_message, setup_stdio)
+
+
+def _status_fields(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except FileNotFoundError:
+        raise NotFound(f"no container process with pid {pid}") from None
+
+
+def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 0,
+             terminal: bool = False, stdio=(0, 1, 2), *, additional_gids=(),
+             capabilities=None, no_new_privileges=None) -> ContainerProcess:
+    """Start ``args`` inside the container whose PID 1 has host pid ``pid``.
+
+    Returns a handle (``.pid``, ``.master_fd`` with ``terminal``, ``.wait()``,
+    ``.exec_error``) once the command has been exec'd (or failed to be).
+    """
+    from ..kernel import cgroups
+    if not args:
+        raise InvalidInput("no command specified")
+    status = _status_fields(pid)
+    if capabilities is None:
+        held = caps_mod.names_of(int(status.get("CapBnd", "0"), 16))
+        capabilities = {"bounding": held, "effective": held, "permitted": held}
+    if no_new_privileges is None:
+        no_new_privileges = status.get("NoNewPrivs", "0").strip() == "1"
+    cgroup = cgroups.cgroup_of_pid(pid)
+    user = {"uid": int(uid), "gid": int(gid), "additionalGids": list(additional_gids or ())}
+    handle = ContainerProcess(f"exec-in-{pid}", None, None, None)
+    handle.started = True
+    caps_mod.set_child_subreaper()
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    handle._sock = parent_end
+    try:
+        intermediate = os.fork()
+        if intermediate == 0:
+            parent_end.close()
+            _intermediate(pid, cgroup, child_end, list(args), env, cwd, user, terminal,
+                          stdio, capabilities, no_new_privileges)
+        child_end.close()
+        _handshake(handle, intermediate)
+    except BaseException:
+        handle.cleanup()
+        raise
+    return handle
+
+
+def _handshake(handle: ContainerProcess, intermediate: int) -> None:
+    sock = handle._sock
+    try:
+        message, _ = receive_message(sock)
+    finally:
+        os.waitpid(intermediate, 0)
+    if message is None or "error" in message:
+        reason = message["error"] if message else "the runtime's child died"
+        raise MinidockerError(f"exec failed: {reason}")
+    handle.pid = message["pid"]
+    message, fds = receive_message(sock)
+    if message is not None and message.get("ready"):
+        if fds:
+            handle.master_fd = fds[0]
+        message, fds = receive_message(sock)   # end-of-file once execve succeeded
+    for fd in fds:
+        os.close(fd)
+    if message and "error" in message:
+        handle.exec_error = message["error"]
+    sock.close()
+    handle._sock = None
+
+
+def _intermediate(pid, cgroup, sock, args, env, cwd, user, terminal, stdio, caps, nnp) -> None:
+    try:
+        cgroup.add(os.getpid())
+        namespaces.enter(pid)
+        child = os.fork()
+        if child == 0:
+            _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp)
+        send_message(sock, {"pid": child})
+    except BaseException as e:
+        _report_and_exit(sock, e)
+    os._exit(0)
+
+
+def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp) -> None:
+    try:
+        setup_stdio(stdio)
+        os.setsid()
+        master = None
+        if terminal:
+            master, slave = ptys.open_pty_in("/dev/pts")
+            ptys.attach_to_terminal(slave)
+        proc_steps.become_user(user, caps, nnp)
+        os.chdir(cwd or "/")
+        environment = proc_steps.env_dict(env)
+        close_fds_except({sock.fileno()} | ({master} if master is not None else set()))
+        send_message(sock, {"ready": True}, [master] if master is not None else ())
+        if master is not None:
+            os.close(master)
+        reset_signals()
+        proc_steps.exec_command(args, environment)
+    except BaseException as e:
+        _report_and_exit(sock, e)
+
+
+def exec_process(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 0,
+                 terminal: bool = False, stdio=None, *, additional_gids=(),
+                 interactive: bool = False, detach: bool = False, capabilities=None,
+                 no_new_privileges=None) -> int:
+    """``docker exec [-i] [-t] [-d]``: run ``args`` in the container and return its exit
+    code (0 at once with ``detach``).
+
+    With ``terminal`` the command gets a pty, relayed to our own stdin/stdout (stdin
+    only with ``interactive``); otherwise it shares our stdout/stderr, and our stdin
+    only with ``interactive``. An exec error is printed on stderr, as Docker does.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        if detach:
+            stdio = (devnull, devnull, devnull)
+        elif stdio is None:
+            stdio = (0 if interactive else devnull, 1, 2)
+        handle = spawn_in(pid, args, env, cwd, uid, gid, terminal and not detach, stdio,
+                          additional_gids=additional_gids, capabilities=capabilities,
+                          no_new_privileges=no_new_privileges)
+    finally:
+        os.close(devnull)
+    if handle.exec_error:
+        print(f"minidocker: OCI runtime exec failed: {handle.exec_error}", file=sys.stderr)
+    if detach:
+        return 0
+    try:
+        if handle.master_fd is not None:
+            ptys.relay_terminal(handle.master_fd, forward_stdin=interactive)
+        return handle.wait()
+    finally:
+        handle.cleanup()
