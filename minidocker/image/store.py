@@ -138,7 +138,8 @@ class _Decompressed:
             if not shutil.which("zstd"):
                 raise MinidockerError("a zstd-compressed layer needs the 'zstd' program "
                                       "(apt-get install zstd)")
-            self.proc = subprocess.Popen(["zstd", "-dcq"], stdin=raw,
+            self.proc = subprocess.Popen(["zstd", "-dcq", "--", self.path],
+                                         stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             stream = self.proc.stdout
         self.files.append(stream)
