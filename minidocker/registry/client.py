@@ -523,32 +523,33 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
     # Mount sources must be readable too: ask for all scopes in one token.
     sources = {d["digest"]: [s.split("/", 1)[1] for s in known_sources(store, d["digest"])
                              if s.split("/", 1)[0] == r.domain and s != r.name]
-               for d in layers}
+               for d in layers + [manifest["config"]]}
     source_repos = sorted({s for repos in sources.values() for s in repos[:1]})
     registry.login([f"repository:{r.path}:pull,push"] +
                    [f"repository:{s}:pull" for s in source_repos])
     for desc in reversed(layers):                 # Docker lists the top layer first
         progress.update(short_id(desc["digest"]), "Preparing")
 
-    def push_layer(desc):
+    def push_blob(desc, show=True):
         layer_id = short_id(desc["digest"])
+        say = progress.update if show else (lambda *a, **k: None)
         if blob_exists(registry, r.path, desc["digest"]):
-            progress.update(layer_id, "Layer already exists")
+            say(layer_id, "Layer already exists")
             return
         for source in sources.get(desc["digest"], [])[:1]:
             if mount_blob(registry, r.path, desc["digest"], source):
-                progress.update(layer_id, f"Mounted from {source}")
+                say(layer_id, f"Mounted from {source}")
                 return
         upload_blob(registry, r.path, store.blob_path(desc["digest"]), desc["digest"],
                     desc["size"], chunk_size,
-                    lambda n: progress.update(layer_id, "Pushing", n, desc["size"]))
-        progress.update(layer_id, "Pushed")
+                    lambda n: say(layer_id, "Pushing", n, desc["size"]))
+        say(layer_id, "Pushed")
 
     errors = []
 
     def guarded(desc):
         try:
-            push_layer(desc)
+            push_blob(desc)
         except BaseException as e:
             errors.append(e)
 
@@ -557,9 +558,7 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
     if errors:
         raise errors[0]
     config = manifest["config"]
-    if not blob_exists(registry, r.path, config["digest"]):
-        upload_blob(registry, r.path, store.blob_path(config["digest"]), config["digest"],
-                    config["size"], chunk_size)
+    push_blob(config, show=False)             # Docker shows no line for the config
     body = canonical_json(manifest)
     media_type = manifest.get("mediaType") or MEDIA_OCI_MANIFEST
     resp = registry.request("PUT", f"/v2/{r.path}/manifests/{r.tag}", expect=(200, 201, 202),
