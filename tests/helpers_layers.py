@@ -101,3 +101,37 @@ def podman_cleanup(argv, env, base_dir) -> None:
     subprocess.run(argv + ["rmi", "-af"], env=env, capture_output=True, timeout=60)
     subprocess.run(argv + ["system", "reset", "-f"], env=env, capture_output=True, timeout=60)
     shutil.rmtree(os.path.join(str(base_dir), "podman"), ignore_errors=True)
+
+
+def make_image(store, rootfs: str, tag: str | None = "busybox:latest", cmd=("sh",),
+               tmp_dir: str | None = None) -> str:
+    """An image in ``store`` whose one layer is the directory ``rootfs``; returns its id."""
+    import tempfile
+    from minidocker.image.changes import layer_tar_from_upperdir
+    from minidocker.image.store import new_config
+    with tempfile.TemporaryFile(dir=tmp_dir) as layer:
+        layer_tar_from_upperdir(rootfs, layer)
+        layer.seek(0)
+        descriptor = store.add_layer(layer)
+    config = new_config(cmd=list(cmd), env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                                  "/usr/bin:/sbin:/bin"],
+                        history_by="test: busybox rootfs", diff_ids=[descriptor["diff_id"]],
+                        created="2026-01-01T00:00:00Z")
+    image_id = store.write_image(config, [descriptor])
+    if tag:
+        store.tag(image_id, tag)
+    return image_id
+
+
+def store_snapshot(root: str) -> dict[str, tuple]:
+    """Every file under a data root (except scratch and locks), to compare before/after."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir.split(os.sep)[0] in ("tmp", "locks"):
+            continue
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            out[os.path.relpath(full, root)] = (st.st_mode, st.st_size if not os.path.isdir(full) else 0)
+    return out
