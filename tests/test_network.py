@@ -1,0 +1,281 @@
+"""Networking without the engine: the hooks driven directly with a ``sleep`` in its own
+network namespace standing in for a container (see helpers_network.py).
+
+What a user would see: an ``eth0`` with the next free address, a default route via the
+bridge, ``lo`` up; two namespaces talking over the bridge; a published port answering
+on 127.0.0.1; twenty at once getting twenty addresses; nothing left afterwards.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from conftest import needs_root
+from helpers_network import (fake_state, http_get, netns, private_bridge,  # noqa: F401
+                             wait_for_port)
+
+from minidocker.errors import Conflict, InvalidInput
+
+
+# ----------------------------------------------------------------------- pure parts
+def test_ipam_is_serial_skips_gateway_and_reuses_only_after_wrapping(data_root):
+    from minidocker import paths
+    from minidocker.network import ipam
+    subnet = ipaddress.ip_network("10.9.9.0/29")  # hosts .1-.6; .1 is the gateway
+    with paths.locked("networks"):
+        got = [ipam.allocate("n", subnet, "10.9.9.1", {"Container": f"c{i}"}) for i in range(3)]
+        assert got == ["10.9.9.2", "10.9.9.3", "10.9.9.4"]
+        assert ipam.release("n", "c1") == ["10.9.9.3"]
+        # serial: the next one after the last handed out, not the hole just freed
+        assert ipam.allocate("n", subnet, "10.9.9.1", {"Container": "c3"}) == "10.9.9.5"
+        assert ipam.allocate("n", subnet, "10.9.9.1", {"Container": "c4"}) == "10.9.9.6"
+        # wrapped around: now the freed .3 comes back
+        assert ipam.allocate("n", subnet, "10.9.9.1", {"Container": "c5"}) == "10.9.9.3"
+        with pytest.raises(Conflict, match="no available IPv4 addresses"):
+            ipam.allocate("n", subnet, "10.9.9.1", {"Container": "c6"})
+    leases = json.load(open(os.path.join(data_root, "networks", "n", "leases.json")))
+    assert sorted(leases["leases"]) == ["10.9.9.2", "10.9.9.3", "10.9.9.4", "10.9.9.5", "10.9.9.6"]
+
+
+def test_publish_and_expose_specs_follow_docker():
+    from minidocker.network.ports import parse_expose, parse_publish
+    assert parse_publish(["8080:80"]) == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
+    assert parse_publish(["127.0.0.1:8080:80/udp"]) == {"80/udp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    assert parse_publish(["127.0.0.1::80"]) == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+    assert parse_publish(["80"]) == {"80/tcp": [{"HostIp": "", "HostPort": ""}]}
+    assert parse_publish(["8000-8001:80-81"]) == {"80/tcp": [{"HostIp": "", "HostPort": "8000"}],
+                                                  "81/tcp": [{"HostIp": "", "HostPort": "8001"}]}
+    assert parse_expose(["80", "53/udp", "7000-7001"]) == {"80/tcp": {}, "53/udp": {}, "7000/tcp": {},
+                                                           "7001/tcp": {}}
+    for bad in ["http:80", "8080:80/icmp", "1.2.3:80:80", "70000:80"]:
+        with pytest.raises(InvalidInput):
+            parse_publish([bad])
+
+
+def test_mac_address_is_dockers_rule():
+    from minidocker.network.veth import mac_for
+    assert mac_for("172.17.0.2") == "02:42:ac:11:00:02"
+
+
+# ----------------------------------------------------------------------- kernel
+def _addr_lines(ns):
+    return ns.run("ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+
+
+@needs_root
+def test_attach_gives_eth0_next_address_route_and_lo(private_bridge, netns, data_root):
+    import minidocker.network as net
+    a, b = netns(), netns()
+    sa, sb = fake_state("a"), fake_state("b")
+    settings = net.attach_container(sa, a.pid)
+    net.attach_container(sb, b.pid)
+    base = ipaddress.ip_network(private_bridge["subnet"])
+    prefix = base.prefixlen
+    assert settings["IPAddress"] == str(base.network_address + 2)
+    assert settings["Gateway"] == private_bridge["gateway"]
+    assert settings["Networks"]["bridge"]["IPAddress"] == settings["IPAddress"]
+    # what the slide shows: `ip addr ls dev eth0 | grep global`
+    assert f"inet {base.network_address + 2}/{prefix}" in _addr_lines(a)
+    assert f"inet {base.network_address + 3}/{prefix}" in _addr_lines(b)
+    assert f"default via {private_bridge['gateway']} dev eth0" in a.run("ip", "route").stdout
+    assert "UP" in a.run("ip", "link", "show", "lo").stdout
+    assert settings["MacAddress"] in a.run("ip", "link", "show", "eth0").stdout
+    assert sorted(os.listdir(f"/sys/class/net/{private_bridge['bridge']}/brif")) == \
+        sorted(["veth" + sa["Id"][:11], "veth" + sb["Id"][:11]])
+    # the host reaches the container through the bridge
+    assert a.run("busybox", "ping", "-c1", "-W2", private_bridge["gateway"]).returncode == 0
+    net.detach_container(sa)
+    net.detach_container(sa)  # idempotent
+    assert not os.path.exists(f"/sys/class/net/veth{sa['Id'][:11]}")
+    assert os.path.exists(f"/sys/class/net/{private_bridge['bridge']}")  # b still uses it
+    net.detach_container(sb)
+    # the last container left: the default bridge goes too
+    assert not os.path.exists(f"/sys/class/net/{private_bridge['bridge']}")
+
+
+@needs_root
+def test_two_namespaces_talk_over_the_bridge(private_bridge, netns, tmp_path):
+    import minidocker.network as net
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hello from a\n")
+    a, b = netns(), netns()
+    sa, sb = fake_state("a"), fake_state("b")
+    ip_a = net.attach_container(sa, a.pid)["IPAddress"]
+    net.attach_container(sb, b.pid)
+    httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(www))
+    try:
+        for _ in range(50):
+            r = b.run("busybox", "wget", "-q", "-O-", f"http://{ip_a}/")
+            if r.returncode == 0:
+                break
+        assert r.stdout == "hello from a\n", r.stderr
+    finally:
+        httpd.kill()
+        httpd.wait()
+        net.detach_container(sa)
+        net.detach_container(sb)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _iptables_rules() -> str:
+    return subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+
+
+@needs_root
+def test_published_port_serves_127_0_0_1_and_is_removed(private_bridge, netns, tmp_path):
+    import minidocker.network as net
+    from minidocker.network.ports import parse_publish
+    (tmp_path / "index.html").write_text("published\n")
+    a = netns()
+    host_port = _free_port()
+    state = fake_state("web", PortBindings=parse_publish([f"{host_port}:80"]),
+                       ExposedPorts={"80/tcp": {}, "443/tcp": {}})
+    settings = net.attach_container(state, a.pid)
+    assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(host_port)}],
+                                 "443/tcp": None}
+    httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(tmp_path))
+    try:
+        wait_for_port("127.0.0.1", host_port)
+        assert http_get(f"http://127.0.0.1:{host_port}/") == "published\n"
+        # a second container cannot take the same host port
+        b = netns()
+        other = fake_state("other", PortBindings=parse_publish([f"{host_port}:80"]))
+        with pytest.raises(Conflict, match="port is already allocated"):
+            net.attach_container(other, b.pid)
+        assert not os.path.exists(f"/sys/class/net/veth{other['Id'][:11]}")  # rolled back
+    finally:
+        httpd.kill()
+        httpd.wait()
+    assert f"minidocker container {state['Id'][:12]}" in _iptables_rules()
+    net.detach_container(state)
+    assert f"minidocker container {state['Id'][:12]}" not in _iptables_rules()
+    assert private_bridge["bridge"] not in _iptables_rules()
+
+
+@needs_root
+def test_publish_all_picks_free_host_ports(private_bridge, netns):
+    import minidocker.network as net
+    a = netns()
+    state = fake_state("p", PublishAllPorts=True, ExposedPorts={"80/tcp": {}, "53/udp": {}})
+    settings = net.attach_container(state, a.pid)
+    try:
+        tcp = int(settings["Ports"]["80/tcp"][0]["HostPort"])
+        udp = int(settings["Ports"]["53/udp"][0]["HostPort"])
+        low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        assert low <= tcp <= high and low <= udp <= high
+        from minidocker.network.ports import format_port_lines
+        assert format_port_lines(settings["Ports"]) == [f"53/udp -> 0.0.0.0:{udp}",
+                                                        f"80/tcp -> 0.0.0.0:{tcp}"]
+    finally:
+        net.detach_container(state)
+
+
+def _attach_in_child(args):
+    root, bridge, subnet, pid, state = args
+    os.environ.update(MINIDOCKER_ROOT=root, MINIDOCKER_BRIDGE=bridge, MINIDOCKER_BRIDGE_SUBNET=subnet)
+    import minidocker.network as net
+    return net.attach_container(state, pid)["IPAddress"]
+
+
+@needs_root
+def test_twenty_at_once_get_twenty_addresses(private_bridge, netns, data_root):
+    import minidocker.network as net
+    procs = [netns() for _ in range(20)]
+    states = [fake_state(f"c{i}") for i in range(20)]
+    jobs = [(data_root, private_bridge["bridge"], private_bridge["subnet"], p.pid, s)
+            for p, s in zip(procs, states)]
+    try:
+        with ProcessPoolExecutor(max_workers=20) as pool:
+            addresses = list(pool.map(_attach_in_child, jobs))
+        assert len(set(addresses)) == 20
+        for p, ip in zip(procs, addresses):
+            assert f"inet {ip}/" in _addr_lines(p)
+    finally:
+        for s in states:
+            net.detach_container(s)
+    assert not os.path.exists(f"/sys/class/net/{private_bridge['bridge']}")
+
+
+@needs_root
+def test_cleanup_stale_releases_what_a_dead_container_held(private_bridge, netns, data_root):
+    import minidocker.network as net
+    from minidocker.network import ipam
+    from minidocker.network.ports import parse_publish
+    a = netns()
+    state = fake_state("crashy", PortBindings=parse_publish([f"{_free_port()}:80"]))
+    net.attach_container(state, a.pid)
+    a.stop()  # the container dies and nobody calls detach (minidocker was killed)
+    assert ipam.leases_of("bridge")
+    assert net.cleanup_stale() == [state["Id"]]
+    assert ipam.leases_of("bridge") == {}
+    assert f"minidocker container {state['Id'][:12]}" not in _iptables_rules()
+    assert private_bridge["bridge"] not in _iptables_rules()
+    assert not os.path.exists(f"/sys/class/net/{private_bridge['bridge']}")
+    assert net.cleanup_stale() == []
+
+
+def _cli(root, *args):
+    return subprocess.run([sys.executable, "-m", "minidocker", *args], capture_output=True, text=True,
+                          env=dict(os.environ, MINIDOCKER_ROOT=root), timeout=60)
+
+
+@needs_root
+def test_user_defined_network_lifecycle_and_names(private_bridge, netns, data_root):
+    import minidocker.network as net
+    from helpers_network import free_test_subnet
+    subnet = free_test_subnet(exclude=[private_bridge["subnet"]])
+    r = _cli(data_root, "network", "create", "--subnet", subnet, "backend")
+    assert r.returncode == 0, r.stderr
+    net_id = r.stdout.strip()
+    bridge = "br-" + net_id[:12]
+    try:
+        assert os.path.isdir(f"/sys/class/net/{bridge}/bridge")
+        ls = _cli(data_root, "network", "ls").stdout.splitlines()
+        assert ls[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+        assert [l.split()[1:] for l in ls[1:]] == [["backend", "bridge", "local"], ["bridge", "bridge", "local"],
+                                                    ["host", "host", "local"], ["none", "null", "local"]]
+        assert _cli(data_root, "network", "create", "backend").returncode == 125
+        # two members find each other by name through /etc/hosts
+        a, b = netns(), netns()
+        sa, sb = fake_state("web", NetworkMode="backend"), fake_state("client", NetworkMode="backend")
+        for s in (sa, sb):
+            d = os.path.join(data_root, "containers", s["Id"])
+            os.makedirs(d)
+            with open(os.path.join(d, "hosts"), "w") as f:
+                f.write("127.0.0.1\tlocalhost\n")
+        ip_a = net.attach_container(sa, a.pid)["Networks"]["backend"]["IPAddress"]
+        ip_b = net.attach_container(sb, b.pid)["Networks"]["backend"]["IPAddress"]
+        assert ipaddress.ip_address(ip_a) in ipaddress.ip_network(subnet)
+        assert (ip_a, f"web {sa['Id'][:12]}") in sb["_extra_hosts"]
+        hosts_a = open(os.path.join(data_root, "containers", sa["Id"], "hosts")).read()
+        assert f"{ip_b}\tclient {sb['Id'][:12]}" in hosts_a
+        inspect = json.loads(_cli(data_root, "network", "inspect", "backend").stdout)[0]
+        assert inspect["IPAM"]["Config"] == [{"Subnet": subnet, "Gateway": str(next(ipaddress.ip_network(subnet).hosts()))}]
+        assert sorted(inspect["Containers"]) == sorted([sa["Id"], sb["Id"]])
+        r = _cli(data_root, "network", "rm", "backend")
+        assert r.returncode == 1 and "has active endpoints" in r.stderr
+        net.detach_container(sb)
+        hosts_a = open(os.path.join(data_root, "containers", sa["Id"], "hosts")).read()
+        assert "client" not in hosts_a
+        net.detach_container(sa)
+        r = _cli(data_root, "network", "rm", "backend")
+        assert r.returncode == 0 and r.stdout == "backend\n"
+        assert not os.path.exists(f"/sys/class/net/{bridge}")
+        assert _cli(data_root, "network", "inspect", "backend").returncode == 1
+        assert _cli(data_root, "network", "rm", "bridge").returncode == 1
+    finally:
+        net.remove_everything_for_tests([bridge])
