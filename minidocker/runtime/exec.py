@@ -35,6 +35,16 @@ def _status_fields(pid: int) -> dict[str, str]:
         raise NotFound(f"no container process with pid {pid}") from None
 
 
+def container_environment(pid: int) -> list[str]:
+    """The environment PID 1 was started with (``/proc/PID/environ``): what an exec gets
+    when the caller gives none, as ``docker exec`` does."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return [item.decode(errors="replace") for item in f.read().split(b"\0") if item]
+    except OSError:
+        return []
+
+
 def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 0,
              terminal: bool = False, stdio=(0, 1, 2), *, additional_gids=(),
              capabilities=None, no_new_privileges=None) -> ContainerProcess:
@@ -47,6 +57,8 @@ def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 
     if not args:
         raise InvalidInput("no command specified")
     status = _status_fields(pid)
+    if env is None:
+        env = container_environment(pid)
     if capabilities is None:
         held = caps_mod.names_of(int(status.get("CapBnd", "0"), 16))
         capabilities = {"bounding": held, "effective": held, "permitted": held}

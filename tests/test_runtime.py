@@ -1,0 +1,421 @@
+"""The runtime: one container from an OCI bundle, checked by what it prints.
+
+Each test writes Docker's default ``config.json`` around the busybox rootfs (an
+overlay, so the shared rootfs is never written), runs it with
+``runtime.create/start/wait`` and reads what the container printed, the way crun's
+tests do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+
+import pytest
+
+from conftest import needs_root
+from helpers_runtime import (new_id, overlay_bundle, read_until_eio, run_bundle, run_in, sh,
+                             write_bundle_spec)
+from minidocker import runtime
+from minidocker.errors import InvalidInput, MinidockerError
+from minidocker.kernel import capabilities
+
+pytestmark = needs_root
+
+DOCKER_CAPS_MASK = 0xa80425fb
+
+
+@pytest.fixture
+def bundle(tmp_path, data_root):
+    return str(tmp_path / "bundle")
+
+
+def status_fields(text: str) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+# --------------------------------------------------------------------------- processes
+def test_command_is_pid_1_with_its_own_hostname(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "echo $$; hostname", hostname="box1")
+    assert r.code == 0, r
+    assert r.out.split() == ["1", "box1"]
+    assert os.uname().nodename != "box1"
+
+
+def test_ps_shows_only_the_containers_processes(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "sleep 5 & ps -o pid,args; kill %1")
+    assert r.code == 0, r
+    rows = [line.split(None, 1) for line in r.out.strip().splitlines()[1:]]
+    assert [pid for pid, _ in rows] == ["1", "2", "3"]
+    assert rows[0][1].startswith("sh -c")
+
+
+def test_host_pid_is_reported_and_namespaces_are_new(busybox_rootfs, bundle):
+    cid = new_id()
+    seen = {}
+
+    def look(proc):
+        for kind in ("mnt", "uts", "ipc", "net", "pid", "cgroup"):
+            seen[kind] = os.readlink(f"/proc/{proc.pid}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}")
+        with open(f"/proc/{proc.pid}/cgroup") as f:
+            seen["cgroup path"] = f.read()
+
+    with overlay_bundle(busybox_rootfs, bundle):
+        write_bundle_spec(bundle, ["true"], cid)
+        r = run_bundle(bundle, cid, after_create=look)
+    assert r.code == 0
+    # the intermediate child unshared the namespaces; PID 1 is their first process
+    assert all(seen[k] for k in ("mnt", "uts", "ipc", "net", "pid", "cgroup")), seen
+    assert f"memory:/minidocker/{cid}" in seen["cgroup path"]
+
+
+def test_env_cwd_and_default_path(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, 'echo "$FOO|$PATH"; pwd', env=["FOO=bar baz"], cwd="/tmp")
+    assert r.code == 0, r
+    assert r.out.splitlines() == [
+        "bar baz|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "/tmp"]
+
+
+def test_missing_working_dir_is_created(busybox_rootfs, bundle):
+    r = run_in(busybox_rootfs, bundle, ["pwd"], cwd="/srv/app")
+    assert (r.code, r.out) == (0, "/srv/app\n")
+
+
+def test_user_and_groups_from_process_user(busybox_rootfs, bundle):
+    r = run_in(busybox_rootfs, bundle, ["cat", "/proc/self/status"], uid=1000, gid=1001,
+               additional_gids=[20, 30])
+    assert r.code == 0, r
+    fields = status_fields(r.out)
+    assert fields["Uid"].split() == ["1000"] * 4
+    assert fields["Gid"].split() == ["1001"] * 4
+    assert fields["Groups"].split() == ["20", "30"]
+
+
+def test_stdin_is_passed_through(busybox_rootfs, bundle):
+    cid = new_id()
+    with tempfile.TemporaryFile() as data, overlay_bundle(busybox_rootfs, bundle):
+        data.write(b"hello from stdin\n")
+        data.seek(0)
+        write_bundle_spec(bundle, ["cat"], cid)
+        r = run_bundle(bundle, cid, stdin=data.fileno())
+    assert (r.code, r.out) == (0, "hello from stdin\n")
+
+
+# --------------------------------------------------------------------------- exit codes
+def test_exit_code_is_the_commands(busybox_rootfs, bundle):
+    assert sh(busybox_rootfs, bundle, "exit 3").code == 3
+
+
+def test_command_not_found_is_127_with_dockers_message(busybox_rootfs, bundle):
+    r = run_in(busybox_rootfs, bundle, ["nosuchcommand"])
+    assert r.code == 127
+    assert r.proc.exec_error == 'exec: "nosuchcommand": executable file not found in $PATH'
+
+
+def test_missing_absolute_path_is_127(busybox_rootfs, bundle):
+    r = run_in(busybox_rootfs, bundle, ["/no/such/file"])
+    assert r.code == 127
+    assert "no such file or directory" in r.proc.exec_error
+
+
+def test_not_executable_is_126(busybox_rootfs, bundle):
+    r = run_in(busybox_rootfs, bundle, ["/etc/passwd"])
+    assert r.code == 126
+    assert r.proc.exec_error == 'exec: "/etc/passwd": permission denied'
+
+
+def test_killed_by_signal_is_128_plus_n(busybox_rootfs, bundle):
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        write_bundle_spec(bundle, ["sleep", "60"], cid)
+        proc = runtime.create(bundle, cid)
+        try:
+            runtime.start(proc)
+            proc.kill(signal.SIGKILL)
+            assert proc.wait() == 137
+        finally:
+            proc.cleanup()
+
+
+def test_signal_with_a_handler_reaches_pid_1(busybox_rootfs, bundle):
+    cid = new_id()
+    r_fd, w_fd = os.pipe()
+    with overlay_bundle(busybox_rootfs, bundle):
+        # PID 1 ignores signals it has no handler for; with a trap, SIGTERM gets in.
+        write_bundle_spec(bundle, ["sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; "
+                                   "while :; do sleep 0.1; done"], cid)
+        proc = runtime.create(bundle, cid, stdout=w_fd)
+        os.close(w_fd)
+        try:
+            runtime.start(proc)
+            with os.fdopen(r_fd) as out:
+                assert out.readline() == "ready\n"
+                proc.kill(signal.SIGTERM)
+                assert proc.wait() == 7
+                assert out.readline() == "got TERM\n"
+        finally:
+            proc.cleanup()
+
+
+# --------------------------------------------------------------------------- filesystem
+def test_root_is_the_bundle_rootfs_and_host_is_gone(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "ls /; cat /proc/1/mountinfo | head -1; "
+                                   "ls /tmp/rt-marker 2>&1; echo written > /root/file")
+    assert r.code == 0, r
+    assert "bin" in r.out.split() and "work" not in r.out.split()
+    # the first mount is the overlay at /: nothing of the host's tree is left
+    assert r.out.splitlines()[r.out.split().index("var") + 1].split()[4] == "/"
+    assert not os.path.exists(os.path.join(busybox_rootfs, "root/file"))
+    assert open(os.path.join(bundle, "upper/root/file")).read() == "written\n"
+
+
+def test_proc_sys_and_sys_are_read_only(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle,
+           "echo 1 > /proc/sys/vm/drop_caches; echo rc=$?; "
+           "echo x > /proc/sysrq-trigger; echo rc=$?; "
+           "touch /sys/kernel/x; echo rc=$?; "
+           "echo 1 > /sys/fs/cgroup/pids/pids.max; echo rc=$?; "
+           "grep -E ' /(proc/sys|sys|sys/fs/cgroup|proc/bus) ' /proc/self/mountinfo")
+    assert r.code == 0, r
+    assert r.out.count("rc=1") == 4, r
+    assert "Read-only file system" in r.err
+    mounts = {line.split()[4]: line.split()[5] for line in r.out.splitlines() if line.count(" ") > 5}
+    for point in ("/proc/sys", "/sys", "/sys/fs/cgroup", "/proc/bus"):
+        assert mounts[point].startswith("ro"), (point, mounts)
+
+
+def test_sensitive_proc_files_are_masked(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle,
+           "for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do "
+           "[ -e $f ] && echo $f $(wc -c < $f); done; ls /sys/firmware | wc -l")
+    assert r.code == 0, r
+    lines = r.out.splitlines()
+    shown = {line.split()[0]: int(line.split()[1]) for line in lines[:-1]}
+    assert "/proc/keys" in shown and "/proc/timer_list" in shown
+    assert all(size == 0 for size in shown.values()), shown   # /dev/null over each
+    assert lines[-1] == "0"                                    # an empty tmpfs
+    with open("/proc/timer_list", "rb") as f:                  # the host's is not empty
+        assert f.read(10)
+
+
+def test_dev_has_only_the_standard_devices(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "ls /dev; echo x > /dev/null && echo null-ok; "
+                                   "head -c 4 /dev/zero | wc -c; readlink /dev/ptmx")
+    assert r.code == 0, r
+    listing = set(r.out.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue"} <= listing
+    assert "sda" not in listing and "kmsg" not in listing and "mem" not in listing
+    assert "null-ok" in r.out and "pts/ptmx" in r.out
+
+
+def test_device_cgroup_allows_mknod_but_not_open(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle,
+           "mknod /dev/sda b 8 0 && echo made; head -c 1 /dev/sda; echo rc=$?; "
+           "mknod /dev/mem2 c 1 1 && echo made; head -c 1 /dev/mem2; echo rc=$?")
+    assert r.code == 0, r
+    assert r.out.count("made") == 2
+    assert r.out.count("rc=1") == 2, r
+    assert r.err.count("Operation not permitted") == 2, r
+
+
+def test_read_only_root(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "touch /x; echo rc=$?; touch /tmp/y; echo rc=$?",
+           readonly_rootfs=True)
+    assert r.out.split() == ["rc=1", "rc=1"]
+    assert "Read-only file system" in r.err
+
+
+def test_bind_mounts_from_the_spec(busybox_rootfs, bundle, tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n10.0.0.9 friend\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("volume\n")
+    binds = [{"destination": "/etc/hosts", "type": "bind", "source": str(hosts),
+              "options": ["rbind", "rprivate"]},
+             {"destination": "/data", "type": "bind", "source": str(data),
+              "options": ["rbind", "rprivate", "ro"]}]
+    r = sh(busybox_rootfs, bundle, "cat /etc/hosts /data/in.txt; touch /data/x; echo rc=$?",
+           mounts=binds)
+    assert r.out.splitlines() == ["127.0.0.1 localhost", "10.0.0.9 friend", "volume", "rc=1"]
+    assert not (data / "x").exists()
+
+
+# --------------------------------------------------------------------------- privileges
+def test_capabilities_are_dockers_default_set(busybox_rootfs, bundle):
+    r = run_in(busybox_rootfs, bundle, ["cat", "/proc/self/status"])
+    fields = status_fields(r.out)
+    for key in ("CapPrm", "CapEff", "CapBnd"):
+        assert int(fields[key], 16) == DOCKER_CAPS_MASK, (key, fields[key])
+    assert int(fields["CapInh"], 16) == 0 and int(fields["CapAmb"], 16) == 0
+    assert capabilities.names_of(DOCKER_CAPS_MASK) == sorted(
+        capabilities.DOCKER_DEFAULT_CAPS, key=capabilities.number_of)
+    assert fields["NoNewPrivs"].strip() == "0"
+
+
+def test_non_root_user_has_no_effective_capabilities(busybox_rootfs, bundle):
+    r = run_in(busybox_rootfs, bundle, ["cat", "/proc/self/status"], uid=1000, gid=1000)
+    fields = status_fields(r.out)
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
+    assert int(fields["CapBnd"], 16) == DOCKER_CAPS_MASK
+
+
+def test_cap_drop_and_no_new_privileges(busybox_rootfs, bundle):
+    caps = [c for c in capabilities.DOCKER_DEFAULT_CAPS if c not in ("CAP_CHOWN", "CAP_MKNOD")]
+    r = sh(busybox_rootfs, bundle, "grep -E 'CapEff|NoNewPrivs' /proc/self/status; "
+                                   "chown 1 /tmp; echo rc=$?; mknod /dev/x c 1 3; echo rc=$?",
+           capabilities=caps, no_new_privileges=True)
+    fields = status_fields(r.out)
+    assert int(fields["CapEff"], 16) == DOCKER_CAPS_MASK & ~(1 << 0) & ~(1 << 27)
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert r.out.count("rc=1") == 2
+
+
+def test_sethostname_and_mount_are_refused(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "hostname other; echo rc=$?; mount -t tmpfs t /tmp; echo rc=$?; "
+                                   "hostname")
+    assert r.out.split()[0] == "rc=1" and r.out.split()[1] != "rc=0", r   # no CAP_SYS_ADMIN
+    assert r.out.split()[2] != "other"
+    assert "sethostname: Operation not permitted" in r.err
+    assert "mount: permission denied" in r.err
+
+
+# --------------------------------------------------------------------------- limits
+def test_limits_are_visible_in_the_containers_cgroup(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle,
+           "cat /proc/self/cgroup | grep -E ':(memory|pids):'; "
+           "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+           "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+           memory=64 << 20, pids_limit=20, cpus=0.5)
+    assert r.code == 0, r
+    lines = r.out.split()
+    assert lines[:2] == ["4:memory:/", "8:pids:/"] or all(line.endswith(":/") for line in lines[:2])
+    assert lines[2:] == [str(64 << 20), "20", "50000"]
+
+
+def test_memory_limit_oom_kills_with_137(busybox_rootfs, bundle):
+    # tail keeps the last lines in memory; /dev/zero has no newline: it grows forever.
+    r = run_in(busybox_rootfs, bundle, ["tail", "/dev/zero"], memory=16 << 20)
+    assert r.code == 137
+    assert r.proc.oom_killed
+
+
+def test_pids_limit_stops_forks(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "for i in 1 2 3 4 5 6; do sleep 30 & done; echo done",
+           pids_limit=4)
+    assert r.code != 0 and "done" not in r.out, r   # sh gives up when fork fails
+    assert "can't fork: Resource temporarily unavailable" in r.err
+
+
+def test_rlimits_are_applied_but_hard_limits_never_raised(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "ulimit -n; ulimit -Hn",
+           rlimits=[{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}])
+    assert r.out.split() == ["512", "1024"]
+    with pytest.raises(MinidockerError, match="cannot raise the hard limit"):
+        sh(busybox_rootfs, bundle + "2", "true",
+           rlimits=[{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 1 << 30}])
+
+
+# --------------------------------------------------------------------------- network ns
+def test_network_namespace_is_empty_or_joined_by_path(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "ls /sys/class/net")
+    assert r.out.split() == ["lo"]
+    host_net = os.readlink("/proc/self/ns/net")
+    no_net = [{"type": t} for t in ("mount", "uts", "pid", "ipc", "cgroup")]
+    r = sh(busybox_rootfs, bundle + "-host", "readlink /proc/self/ns/net", namespaces=no_net)
+    assert r.out.strip() == host_net
+    # join the netns of another (running) container by path: --network container:X
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle + "-a"):
+        write_bundle_spec(bundle + "-a", ["sleep", "60"], cid)
+        first = runtime.create(bundle + "-a", cid)
+        try:
+            runtime.start(first)
+            theirs = os.readlink(f"/proc/{first.pid}/ns/net")
+            joined = no_net + [{"type": "network", "path": f"/proc/{first.pid}/ns/net"}]
+            r = sh(busybox_rootfs, bundle + "-b", "readlink /proc/self/ns/net", namespaces=joined)
+            assert r.out.strip() == theirs != host_net
+        finally:
+            first.kill()
+            first.wait()
+            first.cleanup()
+
+
+# --------------------------------------------------------------------------- terminal
+def test_terminal_gives_a_pty_from_the_containers_devpts(busybox_rootfs, bundle):
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        write_bundle_spec(bundle, ["sh", "-c", "tty; echo $TERM; stty size; "
+                                   "ls /dev/pts; [ -t 0 ] && echo stdin-is-tty"],
+                          cid, terminal=True)
+        proc = runtime.create(bundle, cid)
+        try:
+            assert proc.master_fd is not None
+            from minidocker.runtime.pty import set_window_size
+            import struct
+            set_window_size(proc.master_fd, struct.pack("HHHH", 40, 100, 0, 0))
+            runtime.start(proc)
+            output = read_until_eio(proc.master_fd).decode().replace("\r\n", "\n")
+            assert proc.wait() == 0
+        finally:
+            proc.cleanup()
+    lines = output.splitlines()
+    assert lines[:3] == ["/dev/pts/0", "xterm", "40 100"], output
+    assert lines[3].split() == ["0", "ptmx"] and lines[4] == "stdin-is-tty"
+
+
+# --------------------------------------------------------------------------- exec
+def test_exec_joins_namespaces_and_cgroup(busybox_rootfs, bundle):
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        write_bundle_spec(bundle, ["sh", "-c", "echo hi > /tmp/mark; sleep 60"], cid,
+                          hostname="execbox")
+        proc = runtime.create(bundle, cid)
+        try:
+            runtime.start(proc)
+            with tempfile.TemporaryFile() as out:
+                for _ in range(100):
+                    handle = runtime.spawn_in(proc.pid, ["cat", "/tmp/mark"], stdio=(0, out.fileno(), 2))
+                    if handle.wait() == 0:
+                        break
+                handle = runtime.spawn_in(
+                    proc.pid, ["sh", "-c", "hostname; pidof sleep; "
+                               "grep memory /proc/self/cgroup; grep CapEff /proc/self/status; id -u"],
+                    env=["PATH=/bin"], uid=0, stdio=(0, out.fileno(), 2))
+                assert handle.wait() == 0
+                missing = runtime.spawn_in(proc.pid, ["nope"], env=["PATH=/bin"],
+                                           stdio=(0, out.fileno(), 2))
+                assert missing.wait() == 127
+                assert "executable file not found" in missing.exec_error
+                out.seek(0)
+                lines = out.read().decode().split("\n")
+            assert lines[0] == "hi"
+            assert lines[1:6] == ["execbox", "1", "4:memory:/", f"CapEff:\t{DOCKER_CAPS_MASK:016x}", "0"]
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.cleanup()
+
+
+# --------------------------------------------------------------------------- errors
+def test_bad_bundle_is_a_clear_error(tmp_path, data_root):
+    with pytest.raises(InvalidInput, match="no config.json"):
+        runtime.create(str(tmp_path), new_id())
+    os.makedirs(tmp_path / "rootfs")
+    (tmp_path / "config.json").write_text('{"process": {"args": []}, "root": {"path": "rootfs"}}')
+    with pytest.raises(InvalidInput, match="process.args"):
+        runtime.create(str(tmp_path), new_id())
+
+
+def test_failed_setup_leaves_nothing_behind(busybox_rootfs, bundle, tmp_path):
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        write_bundle_spec(bundle, ["true"], cid, mounts=[
+            {"destination": "/x", "type": "bind", "source": str(tmp_path / "missing"),
+             "options": ["rbind"]}])
+        with pytest.raises(MinidockerError, match="bind mount source .* does not exist"):
+            runtime.create(bundle, cid)
+    leftovers = [d for d in os.listdir("/sys/fs/cgroup")
+                 if os.path.isdir(f"/sys/fs/cgroup/{d}/minidocker/{cid}")]
+    assert leftovers == []
