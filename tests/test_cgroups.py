@@ -379,21 +379,19 @@ def test_real_cpu_quota_throttles(real_cgroup):
     assert stats["cpu_usage_ns"] > 0
 
 
-def _cgroup_names_under_parent():
-    found = set()
+def _group_dirs(name):
+    """Every directory the group minidocker/NAME could have, in a v1 or v2 hierarchy."""
     base = cgroups.DEFAULT_MOUNTPOINT
-    for top in [base] + [os.path.join(base, d) for d in os.listdir(base)]:
-        parent = os.path.join(top, cgroups.PARENT)
-        if os.path.isdir(parent):
-            found.update(d for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d)))
-    return found
+    tops = [base] + [os.path.join(base, d) for d in os.listdir(base)]
+    return [d for d in (os.path.join(t, cgroups.PARENT, name) for t in tops) if os.path.isdir(d)]
 
 
 def _tool(*args):
-    before = _cgroup_names_under_parent()
-    result = run_tool("cgroup", *args, timeout=120)
-    assert _cgroup_names_under_parent() == before, "tools/cgroup left its cgroup behind"
-    assert "removed cgroup minidocker/" in result.stderr
+    """Run tools/cgroup under a fresh --name, and check it removed that group everywhere."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    result = run_tool("cgroup", "--name", name, *args, timeout=120)
+    assert _group_dirs(name) == [], "tools/cgroup left its cgroup behind"
+    assert f"removed cgroup minidocker/{name}" in result.stderr
     return result
 
 
@@ -405,6 +403,20 @@ def test_tool_memory_limit_oom_kills_with_137():
     assert r.returncode == 137, r.stderr
     assert "killed by the OOM killer (memory limit 32M)" in r.stderr
     assert "exit status 137" in r.stderr
+    r = _tool("--memory", "32M", "tail", "/dev/zero")  # one process that only grows
+    assert r.returncode == 137, r.stderr
+    assert "tail was killed by signal 9 (SIGKILL): exit status 137" in r.stderr
+    assert "killed by the OOM killer (memory limit 32M)" in r.stderr
+
+
+@needs_root
+@needs_cgroups
+@pytest.mark.kernel
+def test_tool_memory_limit_is_generous_enough_for_a_small_command():
+    r = _tool("--memory", "32M", "sh", "-c", 'x=$(head -c 1M /dev/zero | tr "\\0" x); echo ${#x}')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "1048576\n"
+    assert "OOM" not in r.stderr
 
 
 @needs_root
@@ -435,7 +447,7 @@ def test_tool_cpu_limit_reports_throttling():
 @needs_cgroups
 @pytest.mark.kernel
 def test_tool_runs_the_command_inside_its_cgroup():
-    r = _tool("--name", f"t-{uuid.uuid4().hex[:8]}", "cat", "/proc/self/cgroup")
+    r = _tool("cat", "/proc/self/cgroup")
     assert r.returncode == 0
     paths = cgroups.parse_proc_cgroup(r.stdout)
     key = "" if cgroups.detect_version() == 2 else "memory"
