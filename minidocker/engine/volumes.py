@@ -320,7 +320,24 @@ def oci_mounts(state: dict, rootfs: str) -> list[dict]:
         entries.append(entry)
         recorded.append(record)
     state["Mounts"] = recorded
+    _save_mounts(state)
     return entries
+
+
+def _save_mounts(state: dict) -> None:
+    """Write ``Mounts`` into the container's state.json at once: ``--volumes-from`` and
+    ``rm -v`` read it from there, also while this container runs."""
+    cid = state.get("Id")
+    if not cid:
+        return
+    path = os.path.join(paths.data_root(), "containers", cid, "state.json")
+    with paths.locked(f"container-{cid}"):
+        try:
+            on_disk = paths.read_json(path)
+        except FileNotFoundError:
+            return
+        on_disk["Mounts"] = state["Mounts"]
+        paths.write_json(path, on_disk)
 
 
 def _volumes_from(state: dict) -> list[dict]:
