@@ -156,6 +156,33 @@ def lower_children(lower_dirs: list[str], relpath: str) -> set[str]:
     return names
 
 
+# --------------------------------------------------------------------------- left out
+def skipped_paths(upper: str, lower_dirs: list[str] | None, exclude) -> set[str]:
+    """The upper-dir entries to leave out of ``diff`` and ``commit``, given ``exclude``
+    (relative paths the runtime created as mount points; see engine/commit.py): those
+    paths, plus each parent directory that holds nothing else and is not itself changed
+    (its owner and mode are the image's, or the image has no such directory: the
+    runtime made it to reach the mount point)."""
+    skip = {p.strip("/") for p in exclude or () if p.strip("/")}
+    skip = {p for p in skip if os.path.lexists(os.path.join(upper, p))}
+    parents = sorted({os.path.dirname(p) for p in skip} - {""}, key=lambda p: -p.count("/"))
+    for rel in parents:
+        while rel and rel not in skip:
+            full = os.path.join(upper, rel)
+            if not os.path.isdir(full) or os.path.islink(full) or is_opaque_dir(full):
+                break
+            if any(f"{rel}/{name}" not in skip for name in os.listdir(full)):
+                break
+            below = lower_lookup(lower_dirs or [], rel)
+            st = os.lstat(full)
+            if below is not None and (below.st_mode, below.st_uid, below.st_gid) != \
+                    (st.st_mode, st.st_uid, st.st_gid):
+                break
+            skip.add(rel)
+            rel = os.path.dirname(rel)
+    return skip
+
+
 # --------------------------------------------------------------------------- docker diff
 @dataclass(frozen=True, order=True)
 class Change:
@@ -181,7 +208,8 @@ def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
             and int(a.st_mtime) == int(b.st_mtime))
 
 
-def changes_from_upperdir(upper: str, lower_dirs: list[str] | None = None) -> list[Change]:
+def changes_from_upperdir(upper: str, lower_dirs: list[str] | None = None,
+                          exclude=()) -> list[Change]:
     """List what a container changed, as ``docker diff`` does.
 
     Docker's rules (moby ``pkg/archive/changes.go`` for overlay), made explicit:
@@ -195,9 +223,11 @@ def changes_from_upperdir(upper: str, lower_dirs: list[str] | None = None) -> li
     - an opaque directory: its old contents are gone, so each name the image had there
       and the upper dir does not is listed ``D``.
 
-    ``lower_dirs`` are the image's extracted layers, bottom-most first.
+    ``lower_dirs`` are the image's extracted layers, bottom-most first; ``exclude``:
+    see :func:`skipped_paths`.
     """
     lower_dirs = lower_dirs or []
+    skip = skipped_paths(upper, lower_dirs, exclude)
     found: dict[str, str] = {}
 
     def record(path: str, kind: str) -> None:
@@ -212,6 +242,8 @@ def changes_from_upperdir(upper: str, lower_dirs: list[str] | None = None) -> li
         directory = os.path.join(upper, rel)
         for name in sorted(os.listdir(directory), key=os.fsencode):
             child_rel = f"{rel}/{name}" if rel else name
+            if child_rel in skip:
+                continue
             path = "/" + child_rel
             full = os.path.join(upper, child_rel)
             st = os.lstat(full)
@@ -314,7 +346,8 @@ def _ordered_entries(directory: str) -> list[tuple[str, os.stat_result]]:
     return whiteouts + others
 
 
-def layer_tar_from_upperdir(upper: str, out_fileobj, lower_dirs: list[str] | None = None) -> None:
+def layer_tar_from_upperdir(upper: str, out_fileobj, lower_dirs: list[str] | None = None,
+                            exclude=()) -> None:
     """Write the OCI layer tar ("changeset") for overlay upper dir ``upper`` to
     ``out_fileobj`` (any writable binary stream; nothing is buffered whole).
 
@@ -331,9 +364,10 @@ def layer_tar_from_upperdir(upper: str, out_fileobj, lower_dirs: list[str] | Non
 
     With ``lower_dirs`` (the image's layers, bottom-most first), a whiteout that hides
     nothing in the image is dropped ("Whiteout files MUST only apply to resources in
-    lower/parent layers").
+    lower/parent layers"). ``exclude``: see :func:`skipped_paths`.
     """
     epoch = source_date_epoch()
+    skip = skipped_paths(upper, lower_dirs, exclude)
     first_name_of_inode: dict[tuple[int, int], str] = {}
     # format fixed to PAX: long names and >8 GiB files work, and Python writes a PAX
     # record only when a field does not fit the ustar header, so small layers are plain.
@@ -344,6 +378,8 @@ def layer_tar_from_upperdir(upper: str, out_fileobj, lower_dirs: list[str] | Non
             directory = os.path.join(upper, rel) if rel else upper
             for name, st in _ordered_entries(directory):
                 child_rel = f"{rel}/{name}" if rel else name
+                if child_rel in skip:
+                    continue
                 full = os.path.join(directory, name)
                 if is_whiteout(st):
                     if lower_dirs is not None and lower_lookup(lower_dirs, child_rel) is None:

@@ -1,0 +1,222 @@
+"""``docker commit`` and ``docker diff``: a container's writable layer, read and kept.
+
+A container's root filesystem is the image's layers (read-only) under an overlay whose
+*upper* dir takes every write (the "Container layers" slide). So:
+
+- ``diff`` lists what the upper dir holds (``A``/``C``/``D``);
+- ``commit`` packs the upper dir into one more layer tar, stores it, and writes a new
+  image config: the parent's, with the container's settings and the ``-c`` changes,
+  ``rootfs.diff_ids`` + the new layer, ``history`` + one entry. The new image is the
+  old one plus exactly what the container did - the slide's ``cowsay`` image.
+
+Docker keeps the files the engine itself creates in a container (mount points for
+``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``, ``/proc``...) in a separate
+"init" layer, so they never show up in ``diff`` nor get committed. minidocker's runtime
+creates them in the upper dir; :func:`engine_made_paths` names them so that they are
+left out the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+import tempfile
+import time
+
+from .. import paths
+from ..errors import InvalidInput
+from ..image import changes as layer_changes
+from ..image.store import Store
+
+#: The image-config fields (OCI config.md, "config") a commit takes from the container.
+COMMITTED_FIELDS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes",
+                    "WorkingDir", "Labels", "StopSignal")
+
+
+def engine_made_paths(container) -> set[str]:
+    """Paths (relative, no leading slash) that the runtime creates as mount points in
+    the container's root filesystem: every mount destination of its OCI bundle.
+
+    While the container runs, a mount covers each of them, so nothing the container
+    writes there lands in the upper dir: anything the upper dir has at such a path is
+    the empty file or directory the runtime made to mount on."""
+    spec_path = os.path.join(container.bundle, "config.json")
+    try:
+        spec = paths.read_json(spec_path)
+    except (FileNotFoundError, ValueError):
+        return set()
+    return {m["destination"].strip("/") for m in spec.get("mounts", [])
+            if m.get("destination", "").strip("/")}
+
+
+def container_diff(container, store: Store | None = None) -> list[layer_changes.Change]:
+    """``docker diff``: the changes in the container's upper dir, in Docker's order."""
+    store = store or Store()
+    lowers = store.layer_dirs(container.image_id)
+    return layer_changes.changes_from_upperdir(container.upper_dir, lowers,
+                                               exclude=engine_made_paths(container))
+
+
+@contextlib.contextmanager
+def paused(container, pause: bool = True):
+    """Freeze a running container's processes for the time of the commit (Docker's
+    ``commit --pause``, on by default): files are not changing under the tar writer.
+    Uses the freezer cgroup; where there is none, the commit goes on unpaused."""
+    cg = None
+    if pause and container.state.get("State", {}).get("Running"):
+        try:
+            from ..kernel import cgroups
+            cg = cgroups.open_cgroup(f"minidocker/{container.id}")
+            cg._freeze(True)
+        except Exception:   # no freezer here, or the container just stopped
+            cg = None
+    try:
+        yield
+    finally:
+        if cg is not None:
+            try:
+                cg._freeze(False)
+            except Exception:
+                pass
+
+
+def _now(epoch: int | None) -> str:
+    t = time.gmtime(epoch) if epoch is not None else time.gmtime()
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
+
+
+def committed_config(parent: dict, container_config: dict, changes=(), author: str = "",
+                     comment: str = "", created_by: str = "", diff_id: str = "",
+                     created: str = "") -> dict:
+    """The new image's config, by Docker's rules (moby ``daemon/commit.go``):
+
+    - the runtime settings are the *container's* (the command it ran, its ``-e``
+      variables, its ``-w``...) - committing ``docker run -it ubuntu bash`` gives an
+      image whose CMD is ``bash``;
+    - then the ``-c`` instructions are applied on top (``CMD``, ``ENV``, ``LABEL``...);
+    - ``rootfs.diff_ids`` and ``history`` are the parent's plus one entry each.
+    """
+    from ..image.bootstrap import parse_changes
+    config = copy.deepcopy(parent)
+    runtime = {k: copy.deepcopy(container_config[k]) for k in COMMITTED_FIELDS
+               if container_config.get(k) not in (None, "", [], {})}
+    config["config"] = parse_changes(changes, runtime)
+    config["created"] = created
+    if author:
+        config["author"] = author
+    else:
+        config.pop("author", None)
+    rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+    rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [diff_id]
+    entry = {"created": created, "created_by": created_by}
+    if author:
+        entry["author"] = author
+    if comment:
+        entry["comment"] = comment
+    config["history"] = list(config.get("history") or []) + [entry]
+    return config
+
+
+def commit_container(container, repository: str | None = None, message: str = "",
+                     author: str = "", changes=(), pause: bool = True,
+                     store: Store | None = None) -> str:
+    """Make a new image from ``container``; returns its id (``sha256:...``).
+
+    Works on running and stopped containers. ``repository`` (``name[:tag]``) tags it.
+    If anything fails, the layer it stored is removed again.
+    """
+    from ..image.bootstrap import parse_changes
+    store = store or Store()
+    if repository:
+        from ..image.store import normalize_name
+        normalize_name(repository)          # a bad name fails before any work
+    parse_changes(changes)                  # so does a bad -c instruction
+    parent_id = container.image_id
+    parent = store.image_config(parent_id)
+    parent_layers = _parent_descriptors(store, parent_id, parent)
+    lowers = store.layer_dirs(parent_id)
+    exclude = engine_made_paths(container)
+    os.makedirs(store.tmp_dir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=store.tmp_dir, prefix="commit-") as tar:
+        hashing = _HashingWriter(tar)
+        with paused(container, pause):
+            layer_changes.layer_tar_from_upperdir(container.upper_dir, hashing, lowers,
+                                                  exclude=exclude)
+        tar.seek(0)
+        # an uncompressed layer: its blob digest is its diff_id
+        blob = hashing.digest()
+        new_blobs = [] if store.has_blob(blob) else [blob]
+        new_layers = [] if store.has_layer(blob) else [blob]
+        layer = store.add_layer(tar, expected=blob)
+    try:
+        state = container.state
+        command = [state.get("Path") or "", *(state.get("Args") or [])]
+        config = committed_config(
+            parent, state.get("Config") or {}, changes, author=author, comment=message,
+            created_by=" ".join(c for c in command if c), diff_id=layer["diff_id"],
+            created=_now(layer_changes.source_date_epoch()))
+        image_id = store.write_image(config, parent_layers + [layer])
+        if repository:
+            store.tag(image_id, repository)
+    except BaseException:
+        store.discard_unreferenced(new_blobs, new_layers)
+        raise
+    return image_id
+
+
+def _parent_descriptors(store: Store, image_id: str, config: dict) -> list[dict]:
+    """The parent's layers as ``add_layer`` descriptors (digest, size, mediaType and the
+    diff_id from the config, in the same order)."""
+    manifest = store.image_manifest(image_id)
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    if len(diff_ids) != len(manifest.get("layers", [])):
+        raise InvalidInput(f"image {image_id}: manifest and config disagree on its layers")
+    return [{"digest": d["digest"], "size": d["size"], "mediaType": d.get("mediaType"),
+             "diff_id": diff_id} for d, diff_id in zip(manifest["layers"], diff_ids)]
+
+
+class _HashingWriter:
+    """Passes writes on to ``f`` and hashes them: the layer's digest comes for free
+    while the tar is written."""
+
+    def __init__(self, f):
+        self.f, self.hash = f, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        return self.f.write(data)
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def export_container(container, out, store: Store | None = None) -> None:
+    """``docker export``: the container's whole filesystem as one flat tar (the image's
+    layers with the container's changes applied), the counterpart of ``import``.
+
+    The merged view is made by the kernel, not by hand: a private, read-only overlay
+    with the container's upper dir as the top-most *lower* dir (whiteouts and opaque
+    dirs work in any layer), mounted under ``$ROOT/tmp`` for as long as the tar takes.
+    """
+    from ..kernel import mounts, syscalls
+    store = store or Store()
+    os.makedirs(store.tmp_dir, exist_ok=True)
+    lowers = [container.upper_dir] + list(reversed(store.layer_dirs(container.image_id)))
+    if len(lowers) < 2:
+        # overlayfs needs two lower dirs when there is no upper dir
+        lowers.append(tempfile.mkdtemp(dir=store.tmp_dir, prefix="export-empty-"))
+    target = tempfile.mkdtemp(dir=store.tmp_dir, prefix="export-")
+    try:
+        syscalls.mount("overlay", target, "overlay", syscalls.MS_RDONLY,
+                       f"lowerdir={':'.join(lowers)}")
+        try:
+            layer_changes.layer_tar_from_upperdir(target, out)
+        finally:
+            mounts.umount(target)
+    finally:
+        os.rmdir(target)
+        for extra in lowers[1:]:
+            if os.path.basename(extra).startswith("export-empty-"):
+                os.rmdir(extra)
