@@ -822,7 +822,9 @@ def start_in_thread(root: str, addr: str = "127.0.0.1:0", htpasswd: str | None =
     """Serve in a background thread (tests, benchmarks); stop with ``server.shutdown();
     server.server_close()``."""
     server = make_server(addr, root, htpasswd, quiet)
-    thread = threading.Thread(target=server.serve_forever, name="registry", daemon=True)
+    # a short poll interval: shutdown() waits up to one interval
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="registry", daemon=True)
     thread.start()
     server.thread = thread
     return server

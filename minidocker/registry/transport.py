@@ -87,8 +87,12 @@ class Registry:
                 f"{method} {self.url(url)}: TLS error ({_reason(e)}); if {self.host} speaks plain "
                 f"HTTP, add it to \"insecure-registries\" in {auth.config_path()}") from None
         except requests.exceptions.ConnectionError as e:
+            reason = _reason(e)
+            if reason in ("RemoteDisconnected", "Connection reset"):
+                raise MinidockerError(f"{method} {self.url(url)}: the registry closed the "
+                                      f"connection without answering ({reason})") from None
             raise MinidockerError(f"{method} {self.url(url)}: cannot reach the registry: "
-                                  f"{_reason(e)}") from None
+                                  f"{reason}") from None
         except requests.exceptions.Timeout:
             raise MinidockerError(f"{method} {self.url(url)}: the registry did not answer in time") from None
 
