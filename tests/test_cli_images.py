@@ -130,13 +130,18 @@ def test_rmi_refuses_image_used_by_a_container(busybox_image, data_root, monkeyp
     from minidocker.cli import images as cli_images
     from minidocker.errors import Conflict
     from minidocker.image.store import Store
-    monkeypatch.setattr(cli_images, "_containers_using", lambda image_id: ["c0ffee" * 10])
+    users = [("c0ffee" * 10, False)]
+    monkeypatch.setattr(cli_images, "_containers_using", lambda image_id: users)
     store = Store()
     with pytest.raises(Conflict, match=r'unable to remove repository reference "busybox" '
                                        r"\(must force\) - container c0ffeec0ffee is using"):
         cli_images.remove_image(store, "busybox")
     with pytest.raises(Conflict, match="being used by stopped container c0ffeec0ffee"):
         cli_images.remove_image(store, busybox_image)
+    users[0] = ("c0ffee" * 10, True)
+    with pytest.raises(Conflict, match=r"\(cannot be forced\) - image is being used by "
+                                       "running container c0ffeec0ffee"):
+        cli_images.remove_image(store, busybox_image, force=True)
     assert cli_images.remove_image(store, "busybox", force=True) == ["Untagged: busybox:latest"]
     assert store.has_image(busybox_image)
     # prune leaves it too, while the container exists

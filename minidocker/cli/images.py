@@ -7,7 +7,6 @@ same ``Untagged:``/``Deleted:`` lines, the same error texts and exit codes.
 
 from __future__ import annotations
 
-import calendar
 import fnmatch
 import json
 import sys
@@ -62,33 +61,9 @@ def human_duration(seconds: float) -> str:
     return f"{s // 3600 // 24 // 365} years"
 
 
-def parse_rfc3339(created: str) -> float | None:
-    """Seconds since the epoch for an OCI ``created`` timestamp (RFC 3339), or None."""
-    if not created:
-        return None
-    text = created.strip()
-    offset = 0
-    if text.endswith("Z"):
-        text = text[:-1]
-    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
-        sign = 1 if text[-6] == "+" else -1
-        offset = sign * (int(text[-5:-3]) * 3600 + int(text[-2:]) * 60)
-        text = text[:-6]
-    fraction = 0.0
-    if "." in text:
-        text, frac = text.split(".", 1)
-        fraction = float("0." + frac) if frac.isdigit() else 0.0
-    try:
-        base = calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
-    if base <= 0:
-        return None  # Go's zero time / the epoch: Docker shows "N/A"
-    return base + fraction - offset
-
-
 def created_ago(created: str, now: float | None = None) -> str:
-    when = parse_rfc3339(created)
+    from ..image.store import parse_created
+    when = parse_created(created)
     if when is None:
         return "N/A"
     return human_duration((now or time.time()) - when) + " ago"
@@ -303,14 +278,21 @@ def _display_ref(ref: str) -> str:
 
 
 # =========================================================================== rmi
-def _containers_using(image_id: str) -> list[str]:
-    """Ids of containers that use the image, from the engine (when it exists)."""
+def _containers_using(image_id: str) -> list[tuple[str, bool]]:
+    """``(container id, running?)`` for each container made from the image, as the
+    engine knows them (an empty list until the engine exists)."""
     try:
         from ..engine.containers import users_of
     except ImportError:
         return []
-    users = users_of(image_id) or []
-    return [u if isinstance(u, str) else getattr(u, "id", str(u)) for u in users]
+    found = []
+    for user in users_of(image_id) or []:
+        if isinstance(user, str):
+            found.append((user, False))
+        else:
+            found.append((user.id, getattr(user, "status", "") in ("running", "paused",
+                                                                    "restarting")))
+    return found
 
 
 def _is_id_reference(ref: str, image_id: str) -> bool:
@@ -338,6 +320,7 @@ def remove_image(store, ref: str, force: bool = False) -> list[str]:
     except NotFound:
         raise NotFound(f"No such image: {_display_ref(ref)}") from None
     users = _containers_using(image_id)
+    running = [cid for cid, is_running in users if is_running]
     tags = store.tags_of(image_id)
     by_name = not _is_id_reference(ref, image_id) or (
         ref in tags or _normalised(ref) in tags)
@@ -347,7 +330,7 @@ def remove_image(store, ref: str, force: bool = False) -> list[str]:
             raise NotFound(f"No such image: {key}")
         if len(tags) == 1 and users and not force:
             raise Conflict(f'conflict: unable to remove repository reference "{ref}" '
-                           f"(must force) - container {users[0][:12]} is using its "
+                           f"(must force) - container {users[0][0][:12]} is using its "
                            f"referenced image {short_id(image_id)}")
         store.untag(key)
         lines.append(f"Untagged: {key}")
@@ -359,10 +342,16 @@ def remove_image(store, ref: str, force: bool = False) -> list[str]:
         if len(repositories) > 1 and not force:
             raise Conflict(f"conflict: unable to delete {short_id(image_id)} (must be "
                            "forced) - image is referenced in multiple repositories")
+        if running:
+            # Docker's "hard" conflict: not even -f removes an image a running
+            # container is using.
+            raise Conflict(f"conflict: unable to delete {short_id(image_id)} (cannot be "
+                           f"forced) - image is being used by running container "
+                           f"{running[0][:12]}")
         if users and not force:
             raise Conflict(f"conflict: unable to delete {short_id(image_id)} (must be "
                            f"forced) - image is being used by stopped container "
-                           f"{users[0][:12]}")
+                           f"{users[0][0][:12]}")
         for key in tags:
             store.untag(key)
             lines.append(f"Untagged: {key}")

@@ -32,7 +32,7 @@ import time
 from ..errors import InvalidInput, MinidockerError
 from . import reference
 from .rootfs import make_busybox_rootfs
-from .store import CHUNK, Store, detect_compression, new_config
+from .store import Store, now_rfc3339, detect_compression, new_config
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -54,8 +54,9 @@ def _source_date_epoch() -> int | None:
 
 
 def _created(epoch: int | None) -> str:
-    t = time.gmtime(epoch) if epoch is not None else time.gmtime()
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
+    if epoch is None:
+        return now_rfc3339()
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def write_rootfs_tar(rootfs: str, out, empty_dirs=RUNTIME_DIRS) -> None:
@@ -84,14 +85,9 @@ def write_rootfs_tar(rootfs: str, out, empty_dirs=RUNTIME_DIRS) -> None:
 def image_from_rootfs(store: Store, rootfs: str, tag: str | None, cmd, created_by: str,
                       comment: str = "", env=(DEFAULT_PATH,)) -> str:
     """Steps 2-4 above for a directory: returns the new image id."""
-    fd, tmp = tempfile.mkstemp(dir=_store_tmp(store), prefix="rootfs-", suffix=".tar")
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            write_rootfs_tar(rootfs, f)
-            f.seek(0)
-            layer = store.add_layer(f)
-    finally:
-        os.unlink(tmp)
+    with store.new_blob() as blob:
+        write_rootfs_tar(rootfs, blob)
+    layer = store.add_layer_blob(blob.digest)
     epoch = _source_date_epoch()
     config = new_config(cmd=cmd, env=list(env), history_by=created_by, comment=comment,
                         diff_ids=[layer["diff_id"]], created=_created(epoch))

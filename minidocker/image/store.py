@@ -156,8 +156,84 @@ class _Decompressed:
         return False
 
 
-def _now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+class BlobWriter:
+    """See :meth:`Store.new_blob`. If the ``with`` block fails, nothing is stored."""
+
+    def __init__(self, store: "Store"):
+        self.store = store
+        fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        self.file = os.fdopen(fd, "wb")
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.digest = None
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.file.write(data)
+
+    def writable(self):
+        return True
+
+    def flush(self):
+        self.file.flush()
+
+    def tell(self):
+        return self.size
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            self.file.close()
+            if exc_type is None:
+                self.digest = "sha256:" + self.hash.hexdigest()
+                os.chmod(self.tmp, 0o644)
+                os.rename(self.tmp, self.store.blob_path(self.digest))
+        finally:
+            _unlink_quietly(self.tmp)
+        return False
+
+
+def now_rfc3339() -> str:
+    """Now, as OCI configs write it (RFC 3339, UTC, with a fraction: images made within
+    one second still sort in the order they were made)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def parse_created(created: str) -> float | None:
+    """Seconds since the epoch for an RFC 3339 ``created`` (``2024-01-01T00:00:00.5Z``,
+    ``...+02:00``), or None if missing/unreadable or the zero time (Docker: "N/A")."""
+    import calendar
+    if not created or not isinstance(created, str):
+        return None
+    text = created.strip()
+    offset = 0
+    if text.endswith(("Z", "z")):
+        text = text[:-1]
+    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
+        sign = 1 if text[-6] == "+" else -1
+        try:
+            offset = sign * (int(text[-5:-3]) * 3600 + int(text[-2:]) * 60)
+        except ValueError:
+            return None
+        text = text[:-6]
+    fraction = 0.0
+    if "." in text:
+        text, frac = text.split(".", 1)
+        fraction = float("0." + frac) if frac.isdigit() else 0.0
+    try:
+        base = calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    if base <= 0:
+        return None
+    return base + fraction - offset
 
 
 class Store:
@@ -243,6 +319,13 @@ class Store:
             raise
         return digest, size
 
+    def new_blob(self) -> "BlobWriter":
+        """A writable file that becomes a blob when closed: ``with store.new_blob() as
+        w: w.write(...)``, then ``w.digest``, ``w.size``. For content we *produce* (a layer
+        tar from a directory): it is hashed while written, so never read back."""
+        self._ensure_dirs()
+        return BlobWriter(self)
+
     def put_json_blob(self, obj) -> tuple[str, int]:
         """Store a JSON document (config, manifest) with a fixed serialisation."""
         data = canonical_json(obj)
@@ -286,7 +369,13 @@ class Store:
         layer's descriptor, ``dict(digest=, diff_id=, size=, mediaType=)``; ``size`` is
         the blob's size, as in a manifest.
         """
-        digest, size = self.put_blob(tar_fileobj, expected=expected)
+        digest, _ = self.put_blob(tar_fileobj, expected=expected)
+        return self.add_layer_blob(digest, media_type)
+
+    def add_layer_blob(self, digest: str, media_type: str | None = None) -> dict:
+        """Like :meth:`add_layer`, for a layer blob already stored (``put_blob``,
+        :meth:`new_blob`): extract it unless that was done before."""
+        size = self.blob_size(digest)
         compression = self._blob_compression(digest)
         diff_id = self.diff_id_of_blob(digest)
         if diff_id is None or not self.has_layer(diff_id):
@@ -361,25 +450,8 @@ class Store:
         config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         config.setdefault("architecture", host_architecture())
         config.setdefault("os", "linux")
-        config_digest, config_size = self.put_json_blob(config)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_OCI_MANIFEST,
-            "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": config_digest,
-                       "size": config_size},
-            "layers": [{"mediaType": layer.get("mediaType") or MEDIA_OCI_LAYER,
-                        "digest": layer["digest"], "size": layer["size"]}
-                       for layer in layers],
-        }
-        with self.locked():
-            # A concurrent rmi may have removed a layer we were about to use: check.
-            for layer in layers:
-                if not self.has_blob(layer["digest"]) or not self.has_layer(layer["diff_id"]):
-                    raise Conflict(f"layer {layer['diff_id']} was removed while the image "
-                                   "was being written; try again")
-            self._ensure_dirs()
-            paths.write_json(self._image_record_path(config_digest), manifest)
-        return config_digest
+        config_digest, _ = self.put_json_blob(config)
+        return self.record_image(config_digest, layers)
 
     def record_image(self, config_digest: str, layers: list[dict]) -> str:
         """Record an image whose config blob is already stored (``put_blob``), keeping its
@@ -400,6 +472,10 @@ class Store:
                        for layer in layers],
         }
         with self.locked():
+            # A concurrent rmi may have removed a blob or layer we were about to use.
+            if not self.has_blob(config_digest):
+                raise Conflict(f"config {config_digest} was removed while the image was "
+                               "being written; try again")
             for layer in layers:
                 if not self.has_blob(layer["digest"]) or not self.has_layer(layer["diff_id"]):
                     raise Conflict(f"layer {layer['diff_id']} was removed while the image "
@@ -520,8 +596,8 @@ class Store:
 
     # ================================================================== listing
     def list_images(self) -> list[dict]:
-        """Every image: ``dict(id, tags, created, size)`` (+ ``parent``-less history
-        lengths are not tracked), newest first."""
+        """Every image: ``dict(id, tags, created, size)``, newest first. ``size`` adds up
+        the file contents of the image's layers, as ``docker images`` does."""
         repos = self.repositories()
         by_image: dict[str, list[str]] = {}
         for key, image_id in repos.items():
@@ -539,7 +615,7 @@ class Store:
                 "size": sum(self.layer_size(d)
                             for d in config.get("rootfs", {}).get("diff_ids", [])),
             })
-        out.sort(key=lambda i: (i["created"], i["id"]), reverse=True)
+        out.sort(key=lambda i: (parse_created(i["created"]) or 0, i["id"]), reverse=True)
         return out
 
     # ================================================================== deletion
@@ -685,7 +761,7 @@ def host_architecture() -> str:
 def new_config(cmd=None, env=None, history_by: str = "", comment: str = "",
                diff_ids=None, created: str | None = None, **config_fields) -> dict:
     """A fresh OCI image config for a one-step image (bootstrap, import)."""
-    created = created or _now_rfc3339()
+    created = created or now_rfc3339()
     inner = {}
     if env:
         inner["Env"] = list(env)

@@ -295,6 +295,9 @@ def apply_layer(fileobj, dest: str) -> int:
     removes ``dest``.
     """
     extractor = _Extractor(dest)
+    # The layer's root is the container's "/" wherever the tar has no "./" entry:
+    # 0755 like any root directory (a fresh temp dir would be 0700).
+    os.chmod(dest, 0o755)
     try:
         # errorlevel=2: a malformed header is an error, not silently skipped.
         with tarfile.open(fileobj=fileobj, mode="r|", errorlevel=2) as tar:
