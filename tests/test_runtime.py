@@ -176,12 +176,12 @@ def test_proc_sys_and_sys_are_read_only(busybox_rootfs, bundle):
            "echo x > /proc/sysrq-trigger; echo rc=$?; "
            "touch /sys/kernel/x; echo rc=$?; "
            "echo 1 > /sys/fs/cgroup/pids/pids.max; echo rc=$?; "
-           "grep -E ' /(proc/sys|sys|sys/fs/cgroup|proc/bus) ' /proc/self/mountinfo")
+           "grep -E ' /(proc/sys|sys|sys/fs/cgroup/memory|proc/bus) ' /proc/self/mountinfo")
     assert r.code == 0, r
     assert r.out.count("rc=1") == 4, r
     assert "Read-only file system" in r.err
     mounts = {line.split()[4]: line.split()[5] for line in r.out.splitlines() if line.count(" ") > 5}
-    for point in ("/proc/sys", "/sys", "/sys/fs/cgroup", "/proc/bus"):
+    for point in ("/proc/sys", "/sys", "/sys/fs/cgroup/memory", "/proc/bus"):
         assert mounts[point].startswith("ro"), (point, mounts)
 
 

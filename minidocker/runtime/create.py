@@ -389,6 +389,7 @@ def _container_init(spec: dict, rootfs: str, sock: socket.socket, stdio, entries
                                bool(process.get("noNewPrivileges")))
         os.chdir(cwd)
         env = proc_steps.env_dict(process.get("env"))
+        env.setdefault("HOME", proc_steps.home_of(os.getuid()))
         close_fds_except({sock.fileno()} | ({master} if master is not None else set()))
         send_message(sock, {"ready": True}, [master] if master is not None else ())
         if master is not None:

@@ -100,6 +100,20 @@ def env_dict(env) -> dict[str, str]:
     return out
 
 
+def home_of(uid: int, passwd: str = "/etc/passwd") -> str:
+    """The home directory of ``uid`` in the container's ``/etc/passwd``, else ``/``.
+    runc sets ``HOME`` from it when the spec's environment has none."""
+    try:
+        with open(passwd) as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
 def find_executable(name: str, env: dict[str, str]) -> str:
     """Where ``name`` is, the way Go's ``exec.LookPath`` (used by runc) finds it.
 

@@ -204,7 +204,9 @@ def mount_cgroup(rootfs: str, destination: str, flags: int, in_cgroup_ns: bool) 
     syscalls.mount("tmpfs", target, "tmpfs", base_flags, "mode=755")
     own = _own_cgroup_paths() if not in_cgroup_ns else {}
     for point, fstype, super_options in hierarchies:
-        if not point.startswith("/sys/fs/cgroup/"):
+        if not point.startswith("/sys/fs/cgroup/") or fstype == "cgroup2":
+            # On a hybrid host the extra cgroup2 tree (``unified``) holds no
+            # controllers; runc leaves it out, and so do we.
             continue
         name = point[len("/sys/fs/cgroup/"):]
         sub = os.path.join(target, name)
@@ -217,8 +219,8 @@ def mount_cgroup(rootfs: str, destination: str, flags: int, in_cgroup_ns: bool) 
             path = own.get(key, "/")
             syscalls.mount(os.path.join(point, path.lstrip("/")), sub, None, MS_BIND)
             syscalls.mount(None, sub, None, MS_BIND | MS_REMOUNT | (flags & ~MS_BIND))
-    if flags & MS_RDONLY:
-        syscalls.mount(None, target, None, MS_REMOUNT | base_flags | MS_RDONLY)
+    # The tmpfs holding the hierarchies stays writable, as under runc and Docker: the
+    # read-only flag is on each cgroup mount, where the limits are.
 
 
 def _cgroup_subsystems(super_options: str) -> str:
@@ -345,9 +347,9 @@ def prepare_rootfs(spec: dict, rootfs: str, in_cgroup_ns: bool, devices) -> None
 def finalize_rootfs(spec: dict) -> None:
     """Steps 6 and after, inside the new root: masked and read-only paths, read-only /."""
     linux = spec.get("linux", {})
-    for path in linux.get("maskedPaths", []):
-        mask_path(path)
     for path in linux.get("readonlyPaths", []):
         readonly_path(path)
+    for path in linux.get("maskedPaths", []):
+        mask_path(path)
     if spec.get("root", {}).get("readonly"):
         readonly_root()

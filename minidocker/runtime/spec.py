@@ -96,6 +96,7 @@ DEFAULT_DEVICE_RULES = [
     _device_rule(True, "c", 1, 7),            # /dev/full
     _device_rule(True, "c", 136, None),       # /dev/pts/*
     _device_rule(True, "c", 5, 2),            # /dev/ptmx
+    _device_rule(True, "c", 10, 200),         # /dev/net/tun (runc 1.1, Debian 12's)
 ]
 
 #: The device nodes every container's /dev gets (runc's defaults, as in Docker).
