@@ -31,15 +31,20 @@ def free_test_subnet(prefix: int = 24, exclude=()) -> str:
 def teardown_networks(root: str, bridges=()) -> None:
     """Release everything a test's data root holds on the host: leases of dead processes,
     user-defined bridges, the default bridge and our iptables chains."""
-    from minidocker import paths
     from minidocker.network import cleanup_stale, networks, remove_everything_for_tests
+    saved = os.environ.get("MINIDOCKER_ROOT")
     os.environ["MINIDOCKER_ROOT"] = root
-    cleanup_stale()
-    names = list(bridges)
-    for rec in networks.list_records():
-        names.append(networks.bridge_name(rec))
-    remove_everything_for_tests(sorted(set(names)))
-    del paths  # imported for the side effect of using the same root
+    try:
+        cleanup_stale()
+        names = list(bridges)
+        for rec in networks.list_records():
+            names.append(networks.bridge_name(rec))
+        remove_everything_for_tests(sorted(set(names)))
+    finally:
+        if saved is None:
+            os.environ.pop("MINIDOCKER_ROOT", None)
+        else:
+            os.environ["MINIDOCKER_ROOT"] = saved
 
 
 @pytest.fixture
@@ -128,3 +133,34 @@ def http_get(url: str, timeout: float = 5.0) -> str:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=timeout) as r:
         return r.read().decode()
+
+
+@pytest.fixture(scope="module")
+def mdnet(tmp_path_factory):
+    """``minidocker`` with a busybox image in a data root of its own, whose default
+    bridge is private to this module (its own name and subnet). At the end every
+    container, user network, volume mount and the bridge are gone."""
+    from conftest import IS_ROOT
+    from helpers_engine import Minidocker
+    if not IS_ROOT:
+        pytest.skip("needs root (namespaces, mounts, veth, iptables)")
+    root = str(tmp_path_factory.mktemp("mdnet"))
+    m = Minidocker(root)
+    bridge = "mdt" + secrets.token_hex(4)
+    m.env.update(MINIDOCKER_BRIDGE=bridge, MINIDOCKER_BRIDGE_SUBNET=free_test_subnet())
+    m.bridge, m.subnet = bridge, m.env["MINIDOCKER_BRIDGE_SUBNET"]
+    r = m("bootstrap", "busybox", timeout=120)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bootstrap busybox: {r.stderr.strip()}")
+    saved = {k: os.environ.get(k) for k in ("MINIDOCKER_BRIDGE", "MINIDOCKER_BRIDGE_SUBNET")}
+    try:
+        yield m
+    finally:
+        m.cleanup()
+        os.environ.update(MINIDOCKER_BRIDGE=bridge, MINIDOCKER_BRIDGE_SUBNET=m.subnet)
+        teardown_networks(root, [bridge])
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
