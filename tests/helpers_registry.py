@@ -235,23 +235,27 @@ events_logger = "file"
 
 class Podman:
     """podman with everything private to the test (root, runroot, config), vfs storage
-    (no overlay mounts to leak), runc (crun refuses this machine's cgroup layout)."""
+    (no overlay mounts to leak), runc (crun refuses this machine's cgroup layout).
 
-    def __init__(self, base):
+    podman wants a runroot path of at most 50 characters: the state lives in a short
+    directory under /tmp, removed by :meth:`cleanup`."""
+
+    def __init__(self):
         if not shutil.which("podman") or not shutil.which("runc"):
             pytest.skip("podman/runc are not installed")
-        self.base = str(base)
-        os.makedirs(self.base, exist_ok=True)
+        import tempfile
+        self.base = tempfile.mkdtemp(prefix="mdreg-podman-", dir="/tmp")
         self.conf = os.path.join(self.base, "containers.conf")
         with open(self.conf, "w") as f:
             f.write(PODMAN_CONF)
 
-    def __call__(self, *args, check=True, timeout=120):
+    def __call__(self, *args, check=True, timeout=120, input=None):
         env = dict(os.environ, CONTAINERS_CONF=self.conf)
         cmd = ["podman", "--root", os.path.join(self.base, "root"),
-               "--runroot", os.path.join(self.base, "runroot"), "--storage-driver", "vfs",
+               "--runroot", os.path.join(self.base, "run"), "--storage-driver", "vfs",
                "--tmpdir", os.path.join(self.base, "tmp"), *args]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        r = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout, input=input,
+                           text=input is None)
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
         return r
@@ -260,9 +264,10 @@ class Podman:
         self("rm", "-a", "-f", check=False)
         self("rmi", "-a", "-f", check=False)
         with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if self.base in line.split()[4]]
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
         for m in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", m], check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- checks

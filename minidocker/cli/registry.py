@@ -23,11 +23,14 @@ def _store():
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
 def pull(name, quiet):
     """Download an image from a registry."""
+    from ..image import reference
     from ..registry import client
+    ref = reference.parse(name)
+    if not quiet and ref.digest is None and "@" not in name and \
+            ":" not in name.rsplit("/", 1)[-1]:
+        click.echo("Using default tag: latest")
     client.pull(name, _store(), sys.stdout, quiet=quiet)
-    if quiet:
-        from ..image import reference
-        click.echo(str(reference.parse(name)))
+    click.echo(str(ref))            # the full name, as docker pull ends
 
 
 @click.command()

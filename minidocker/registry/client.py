@@ -283,8 +283,6 @@ def pull(ref: str, store=None, out=None, quiet: bool = False) -> str:
     r = _reference(ref)
     progress = Progress(_out(out), quiet=quiet)
     registry = _registry_for(r)
-    if r.digest is None and r.tag == "latest" and ":" not in ref.rsplit("/", 1)[-1]:
-        progress.message("Using default tag: latest")
     wanted = r.digest or r.tag
     registry.login([f"repository:{r.path}:pull"])
     manifest, top_digest = resolve_image_manifest(registry, r.path, wanted, r.familiar())
@@ -312,7 +310,6 @@ def pull(ref: str, store=None, out=None, quiet: bool = False) -> str:
     progress.message(f"Digest: {top_digest}")
     status = "Image is up to date" if up_to_date else "Downloaded newer image"
     progress.message(f"Status: {status} for {name}")
-    progress.message(str(r))
     return image_id
 
 
