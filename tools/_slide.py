@@ -13,6 +13,7 @@ user, with the system's ``python3``.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -83,23 +84,33 @@ def exec_command(prog: str, command: list[str]) -> None:
         os._exit(EXIT_CANNOT_INVOKE)
 
 
-def run(prog: str, main) -> None:
+#: What usually makes a namespace call fail with EPERM ("Operation not permitted").
+NEEDS_ROOT = "this needs CAP_SYS_ADMIN, i.e. root; only a user namespace can be made without it"
+
+
+def run(prog: str, main, eperm_hint: str = NEEDS_ROOT) -> None:
     """Call ``main()``, turning a failed step into a one-line error and exit code 125.
 
     A kernel refusal arrives as an :class:`OSError` whose message names the call
-    (``unshare(0x20000): Operation not permitted``); we add what usually causes it.
+    (``unshare(0x20000): Operation not permitted``); for EPERM we add what usually
+    causes it (``eperm_hint``).
     """
     try:
         main()
-    except ToolError as e:
-        _die(prog, str(e))
-    except OSError as e:
-        message = e.strerror or str(e)
-        if e.errno == 1 and os.geteuid() != 0:
-            message += " (this step needs root; only a user namespace can be made without it)"
-        _die(prog, message)
+    except (ToolError, OSError) as e:
+        _die(prog, error_message(e, eperm_hint))
     except KeyboardInterrupt:
         sys.exit(128 + signal.SIGINT)
+
+
+def error_message(error: Exception, eperm_hint: str = NEEDS_ROOT) -> str:
+    """One line for the user: the failed call and the kernel's reason, plus a hint."""
+    if not isinstance(error, OSError):
+        return str(error)
+    message = error.strerror or str(error)
+    if error.errno == errno.EPERM and eperm_hint:
+        message += f" ({eperm_hint})"
+    return message
 
 
 def _die(prog: str, message: str) -> None:
@@ -128,7 +139,7 @@ def fork_and_wait(child) -> int:
             syscalls.set_parent_death_signal(signal.SIGKILL)
             child()
         except BaseException as e:  # the child must never return into the parent's code
-            print(f"{os.path.basename(sys.argv[0])}: {e}", file=sys.stderr)
+            print(f"{os.path.basename(sys.argv[0])}: {error_message(e)}", file=sys.stderr)
             os._exit(EXIT_TOOL_FAILED)
         os._exit(0)
     _forward_signals_to(pid)

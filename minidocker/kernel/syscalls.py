@@ -47,7 +47,18 @@ MS_STRICTATIME = 1 << 24
 MNT_FORCE = 1
 MNT_DETACH = 2   # lazy unmount: detach now, clean up when no longer busy
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _load_libc() -> ctypes.CDLL:
+    # The usual name first: ctypes.util.find_library runs `ldconfig -p` in a child
+    # process (~40 ms at every tool's start, and a surprise child for tests to see).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+_libc = _load_libc()
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
