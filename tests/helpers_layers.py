@@ -124,14 +124,57 @@ def make_image(store, rootfs: str, tag: str | None = "busybox:latest", cmd=("sh"
 
 
 def store_snapshot(root: str) -> dict[str, tuple]:
-    """Every file under a data root (except scratch and locks), to compare before/after."""
+    """Every file under a data root (except scratch and locks) with its size and a hash
+    of its content, to compare before/after. Empty directories are not state."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir.split(os.sep)[0] in ("tmp", "locks"):
             continue
-        for name in dirnames + filenames:
+        for name in filenames:
             full = os.path.join(dirpath, name)
             st = os.lstat(full)
-            out[os.path.relpath(full, root)] = (st.st_mode, st.st_size if not os.path.isdir(full) else 0)
+            digest = None
+            if os.path.isfile(full) and not os.path.islink(full) and st.st_size < (1 << 20):
+                with open(full, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(full, root)] = (st.st_mode, st.st_size, digest)
     return out
+
+
+def minidocker(*args, input=None, timeout=60, env=None, text=True, stdout=None):
+    """Run ``python -m minidocker ARGS`` (the data root comes from $MINIDOCKER_ROOT, which
+    the ``data_root`` fixture sets). Returns the CompletedProcess."""
+    import sys
+    kwargs = {"stdout": stdout, "stderr": subprocess.PIPE} if stdout is not None \
+        else {"capture_output": True}
+    return subprocess.run([sys.executable, "-m", "minidocker", *map(str, args)], input=input,
+                          timeout=timeout, text=text, env={**os.environ, **(env or {})},
+                          **kwargs)
+
+
+def md_ok(*args, **kw) -> str:
+    """``minidocker ARGS``, which must succeed; its stdout."""
+    r = minidocker(*args, **kw)
+    assert r.returncode == 0, f"minidocker {' '.join(map(str, args))} -> {r.returncode}\n{r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def remove_all_containers() -> None:
+    ids = minidocker("ps", "-aq", "--no-trunc").stdout.split()
+    if ids:
+        minidocker("rm", "-f", *ids)
+
+
+def write_tar(path: str, entries: list[tuple[str, bytes | None]], mtime: int = 1700000000):
+    """A tar at ``path`` from (name, content) pairs (None content: a directory)."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = mtime
+            if content is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(content), 0o644
+                tar.addfile(info, io.BytesIO(content))

@@ -656,11 +656,21 @@ def _load_from(store: Store, archive: _Archive, say) -> list[str]:
         # check every name first: a bad tag must not leave a half-loaded image
         image.tags = [normalize_name(t) for t in image.tags]
     undo = _Undo(store)
-    loaded = []
+    prepared, recorded = [], []
     try:
+        # every layer and config of every image first; then the image records, so
+        # that an image never exists whose sibling in the archive turned out broken
         for image in images:
-            loaded.append((_load_image(store, archive, image, undo), image.tags))
+            prepared.append((*_store_image_content(store, archive, image, undo), image.tags))
+        loaded = []
+        for config_digest, descriptors, tags in prepared:
+            existed = store.has_image(config_digest)
+            loaded.append((store.record_image(config_digest, descriptors), tags))
+            if not existed:
+                recorded.append(config_digest)
     except BaseException:
+        for image_id in recorded:
+            store.delete_image(image_id)
         undo.run()
         raise
     ids = []
@@ -682,7 +692,10 @@ def _move_tag(store: Store, image_id: str, tag: str, say) -> None:
     store.tag(image_id, tag)
 
 
-def _load_image(store: Store, archive: _Archive, image: _ImageToLoad, undo: _Undo) -> str:
+def _store_image_content(store: Store, archive: _Archive, image: _ImageToLoad,
+                         undo: _Undo) -> tuple[str, list[dict]]:
+    """Check and store one image's config and layers; returns (config digest, layer
+    descriptors) for :meth:`Store.record_image`."""
     legacy = image.config_bytes is not None
     config_bytes = image.config_bytes if legacy else archive.read_bytes(image.config_path)
     if image.config_digest:
@@ -708,7 +721,7 @@ def _load_image(store: Store, archive: _Archive, image: _ImageToLoad, undo: _Und
     existed = store.has_blob("sha256:" + hashlib.sha256(config_bytes).hexdigest())
     config_digest, _ = store.put_blob(config_bytes)
     undo.note_blob(config_digest, existed)
-    return store.record_image(config_digest, descriptors)
+    return config_digest, descriptors
 
 
 def _load_layer(store: Store, archive: _Archive, layer: _LayerRef, want_diff_id: str | None,
@@ -849,12 +862,14 @@ def _zstd_chunks(src, name: str):
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
+    finished = False
     try:
         for chunk in iter(lambda: proc.stdout.read(CHUNK), b""):
             yield chunk
+        finished = True
     finally:
         proc.stdout.close()
-        if proc.poll() is None:
+        if not finished:            # the reader gave up early: stop zstd
             proc.kill()
         code = proc.wait()
         feeder.join()
