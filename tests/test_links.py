@@ -31,16 +31,24 @@ def test_the_slides_link_environment():
     ]
 
 
-def test_lowest_port_tcp_first_udp_and_ranges():
-    env = env_for_link("web", "db-1", mysql_state(["53/udp", "53/tcp", "8001/tcp", "8000/tcp"]), "10.0.0.2")
-    assert env[0] == "DB_1_PORT=tcp://10.0.0.2:53"  # lowest port, tcp preferred
-    assert "DB_1_PORT_53_UDP=udp://10.0.0.2:53" in env
-    assert "DB_1_PORT_53_UDP_PROTO=udp" in env
-    # a run of consecutive ports is also announced as a range
-    for var in ["DB_1_PORT_8000_TCP_START=tcp://10.0.0.2:8000", "DB_1_PORT_8000_TCP_PORT_START=8000",
-                "DB_1_PORT_8000_TCP_PORT_END=8001", "DB_1_PORT_8000_TCP_END=tcp://10.0.0.2:8001"]:
-        assert var in env
-    assert "DB_1_NAME=/web/db-1" in env
+def test_tcp_first_udp_after_and_ranges_in_dockers_order():
+    env = env_for_link("web", "db-1", mysql_state(["53/udp", "8001/tcp", "8000/tcp", "9000/tcp"]), "10.0.0.2")
+    ip = "10.0.0.2"
+    assert env[:-3] == [
+        f"DB_1_PORT=tcp://{ip}:8000",  # the lowest *tcp* port, even with 53/udp exposed
+        f"DB_1_PORT_8000_TCP=tcp://{ip}:8000", f"DB_1_PORT_8000_TCP_ADDR={ip}",
+        "DB_1_PORT_8000_TCP_PORT=8000", "DB_1_PORT_8000_TCP_PROTO=tcp",
+        f"DB_1_PORT_8001_TCP=tcp://{ip}:8001", f"DB_1_PORT_8001_TCP_ADDR={ip}",
+        "DB_1_PORT_8001_TCP_PORT=8001", "DB_1_PORT_8001_TCP_PROTO=tcp",
+        f"DB_1_PORT_9000_TCP=tcp://{ip}:9000", f"DB_1_PORT_9000_TCP_ADDR={ip}",
+        "DB_1_PORT_9000_TCP_PORT=9000", "DB_1_PORT_9000_TCP_PROTO=tcp",
+        # 8000-8001 was a run of consecutive ports: announced as a range once it ended
+        f"DB_1_PORT_8000_TCP_START=tcp://{ip}:8000", "DB_1_PORT_8000_TCP_PORT_START=8000",
+        f"DB_1_PORT_8000_TCP_END=tcp://{ip}:8001", "DB_1_PORT_8000_TCP_PORT_END=8001",
+        f"DB_1_PORT_53_UDP=udp://{ip}:53", f"DB_1_PORT_53_UDP_ADDR={ip}",
+        "DB_1_PORT_53_UDP_PORT=53", "DB_1_PORT_53_UDP_PROTO=udp",
+        "DB_1_NAME=/web/db-1",
+    ]
 
 
 def test_no_exposed_ports_means_no_port_variables():

@@ -66,43 +66,40 @@ def _linked(state: dict):
 
 
 def _sorted_ports(exposed) -> list[tuple[int, str]]:
-    """Port numbers in order, tcp before udp for the same number (Docker's withTCPPriority)."""
+    """Docker's ``withTCPPriority`` order: every tcp port first, then the other
+    protocols; by number within a protocol. So ``ALIAS_PORT`` names the lowest *tcp* port
+    when there is one."""
     ports = []
     for key in exposed or {}:
         number, _, proto = key.partition("/")
         ports.append((int(number), (proto or "tcp").lower()))
-    return sorted(ports, key=lambda p: (p[0], p[1] != "tcp", p[1]))
-
-
-def _ranges(ports):
-    """Runs of consecutive ports with the same protocol: [(first, last, proto)]."""
-    runs = []
-    for number, proto in ports:
-        if runs and runs[-1][2] == proto and runs[-1][1] + 1 == number:
-            runs[-1][1] = number
-        else:
-            runs.append([number, number, proto])
-    return runs
+    return sorted(ports, key=lambda p: (p[1] != "tcp", p[1], p[0]))
 
 
 def env_for_link(this_name: str, alias: str, other_state: dict, ip: str) -> list[str]:
-    """The variables one link adds, in the order Docker writes them."""
+    """The variables one link adds, in the order Docker writes them: the default port,
+    four variables per exposed port, and after the last port of a run of consecutive
+    ports (same protocol) four more describing the range; then NAME and the ENVs."""
     prefix = env_prefix(alias)
     ports = _sorted_ports((other_state.get("Config") or {}).get("ExposedPorts"))
     env = []
     if ports:
         number, proto = ports[0]
         env.append(f"{prefix}_PORT={proto}://{ip}:{number}")
-    for first, last, proto in _ranges(sorted(ports, key=lambda p: (p[1], p[0]))):
-        if first == last:
-            continue
-        p = f"{prefix}_PORT_{first}_{proto.upper()}"
-        env += [f"{p}_START={proto}://{ip}:{first}", f"{p}_ADDR={ip}", f"{p}_PORT_START={first}",
-                f"{p}_PORT_END={last}", f"{p}_END={proto}://{ip}:{last}"]
-    for number, proto in ports:
+    run_start = run_end = None
+    for i, (number, proto) in enumerate(ports):
         p = f"{prefix}_PORT_{number}_{proto.upper()}"
         env += [f"{p}={proto}://{ip}:{number}", f"{p}_ADDR={ip}", f"{p}_PORT={number}",
                 f"{p}_PROTO={proto}"]
+        if run_end and (number, proto) == (run_end[0] + 1, run_end[1]):
+            run_end = (number, proto)
+            if i < len(ports) - 1:
+                continue  # the run may go on
+        if run_start and run_end != run_start:
+            r = f"{prefix}_PORT_{run_start[0]}_{run_start[1].upper()}"
+            env += [f"{r}_START={run_start[1]}://{ip}:{run_start[0]}", f"{r}_PORT_START={run_start[0]}",
+                    f"{r}_END={run_end[1]}://{ip}:{run_end[0]}", f"{r}_PORT_END={run_end[0]}"]
+        run_start = run_end = (number, proto)
     env.append(f"{prefix}_NAME=/{this_name}/{alias}")
     for var in (other_state.get("Config") or {}).get("Env") or []:
         key, eq, value = var.partition("=")
