@@ -52,6 +52,8 @@ def container_options(f):
         click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only"),
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory"),
         click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
+        click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing",
+                     show_default=True, help="Pull image before running"),
         click.option("--runtime", default="minidocker", show_default=True,
                      help="Runtime to use for this container (minidocker or runc)"),
     ]

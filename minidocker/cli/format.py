@@ -24,12 +24,13 @@ def parse_time(text: str) -> datetime.datetime | None:
     # Python 3.11's fromisoformat takes at most 6 fractional digits
     if "." in text:
         head, _, rest = text.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        n = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(n, 6)]}{rest[n:]}"
     try:
-        return datetime.datetime.fromisoformat(text)
+        t = datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
+    return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
 
 
 def human_duration(seconds: float) -> str:

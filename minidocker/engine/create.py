@@ -64,12 +64,16 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     return result
 
 
-def find_image(image_ref: str, store, pull_missing: bool = True, out=sys.stderr) -> str:
-    """Resolve ``image_ref`` to an image id, pulling it when it is not here (like Docker)."""
+def find_image(image_ref: str, store, pull: str = "missing", out=sys.stderr) -> str:
+    """Resolve ``image_ref`` to an image id, pulling it when it is not here (like Docker's
+    ``--pull missing``; ``always`` pulls first, ``never`` never does)."""
+    if pull == "always":
+        from ..registry import client
+        return client.pull(image_ref, store, out=out)
     try:
         return store.resolve(image_ref)
     except NotFound as missing:
-        if not pull_missing:
+        if pull == "never":
             raise
         try:
             from ..registry import client
@@ -179,7 +183,7 @@ def _parse_mount(spec: str) -> dict:
 
 def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -> Container:
     """Make the record of a new container (nothing runs yet)."""
-    image_id = find_image(image_ref, store, pull_missing=opts.get("pull", True))
+    image_id = find_image(image_ref, store, pull=opts.get("pull") or "missing")
     image_config = store.image_config(image_id)
     config = container_config(image_config, cmd, {**opts, "image_name": image_ref})
     if not (config["Entrypoint"] or config["Cmd"]):

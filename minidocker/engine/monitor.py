@@ -160,6 +160,11 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
         finally:
             log.close()
         code = proc.wait()
+        error = getattr(proc, "exec_error", None)
+        if error:
+            c.state["State"]["Error"] = error
+            if attach:
+                print(f"minidocker: {error}", file=sys.stderr, flush=True)
         return code
     except BaseException as e:
         if proc is not None:
@@ -172,11 +177,11 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
             raise MinidockerError(f"failed to run container {c.short_id}: {e}") from e
         raise
     finally:
-        finish(c, code, proc)
+        finish(c, code, proc, getattr(proc, "exec_error", None) or "")
         os.close(lock)
 
 
-def finish(c: Container, code: int, proc=None) -> None:
+def finish(c: Container, code: int, proc=None, error: str = "") -> None:
     """Record the exit and take down what ``run`` set up (network, mounts, cgroup)."""
     oom = bool(getattr(proc, "oom_killed", False)) if proc is not None else False
     try:
@@ -189,7 +194,7 @@ def finish(c: Container, code: int, proc=None) -> None:
             c.reload()
             c.state.pop("_extra_hosts", None)
             c.update_state(Status="exited", Running=False, Pid=0, ExitCode=code,
-                           OOMKilled=oom, FinishedAt=now_iso())
+                           OOMKilled=oom, Error=error, FinishedAt=now_iso())
 
 
 # ------------------------------------------------------------------------ I/O relay
@@ -258,7 +263,7 @@ def relay_terminal(proc, log: LogWriter, attach: bool, interactive: bool) -> Non
         previous_winch = signal.signal(signal.SIGWINCH, resize)
         if interactive:
             saved = termios.tcgetattr(0)
-            tty.setraw(0)
+            tty.setraw(0, termios.TCSANOW)  # TCSAFLUSH would drop input typed ahead
     sel = selectors.DefaultSelector()
     sel.register(master, selectors.EVENT_READ)
     if interactive:
@@ -298,6 +303,7 @@ def relay_terminal(proc, log: LogWriter, attach: bool, interactive: bool) -> Non
         if previous_winch is not None:
             signal.signal(signal.SIGWINCH, previous_winch)
         os.close(master)
+        proc.master_fd = None
 
 
 def start_detached(c: Container, store) -> None:

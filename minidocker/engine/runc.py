@@ -31,6 +31,15 @@ def _runc(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([binary, "--root", runc_root(), *args], **kwargs)
 
 
+def _last_line(path: str) -> str:
+    try:
+        with open(path) as f:
+            lines = [l.strip() for l in f if l.strip()]
+    except FileNotFoundError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty log)"
+
+
 class RuncProcess:
     master_fd = None
     oom_killed = False
@@ -48,10 +57,13 @@ class RuncProcess:
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
         pid_file = os.path.join(c.dir, "runc.pid")
-        r = _runc("create", "--bundle", c.bundle, "--pid-file", pid_file, c.id,
-                  stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True)
+        log = os.path.join(c.dir, "runc.log")
+        # The container inherits runc's stdio ("pass-through" mode), so runc's own
+        # errors go to a log file instead of a pipe we would wait on forever.
+        r = _runc("--log", log, "create", "--bundle", c.bundle, "--pid-file", pid_file, c.id,
+                  stdin=stdin, stdout=stdout, stderr=stderr)
         if r.returncode != 0:
-            raise MinidockerError(f"runc create: {r.stderr.strip().splitlines()[-1:]}")
+            raise MinidockerError(f"runc create failed: {_last_line(log)}")
         with open(pid_file) as f:
             return cls(c.id, int(f.read().strip()))
 

@@ -1,0 +1,227 @@
+"""``minidocker run``: what a container sees and what the user gets back (issue 3)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from helpers_engine import md  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.root]
+
+
+def test_slide_pid1_and_short_id_hostname(md):
+    r = md("run", "--rm", "busybox", "sh", "-c", "echo $$; hostname")
+    assert r.returncode == 0, r.stderr
+    pid, hostname = r.stdout.split()
+    assert pid == "1"
+    assert re.fullmatch(r"[0-9a-f]{12}", hostname)
+    assert md.out("ps", "-aq") == ""  # --rm left nothing
+
+
+def test_ps_inside_shows_only_the_container(md):
+    out = md.out("run", "--rm", "busybox", "ps", "-o", "pid,comm")
+    lines = out.split("\n")[1:]
+    assert [l.split() for l in lines if l.strip()] == [["1", "ps"]]
+
+
+def test_exit_codes_follow_docker(md):
+    assert md("run", "--rm", "busybox", "sh", "-c", "exit 3").returncode == 3
+    r = md("run", "--rm", "busybox", "no-such-command")
+    assert r.returncode == 127
+    assert "no-such-command" in r.stderr
+    r = md("run", "--rm", "busybox", "/etc/passwd")
+    assert r.returncode == 126
+    r = md("run", "--rm", "--pull", "never", "nosuchimage")  # never a pull from the internet
+    assert r.returncode == 125
+    assert "Unable to find image 'nosuchimage:latest' locally" in r.stderr
+    assert md("run", "--rm", "--bogus-flag", "busybox").returncode == 125
+    assert md.out("ps", "-aq") == ""
+
+
+def test_env_workdir_user_entrypoint(md, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=yes\n")
+    out = md.out("run", "--rm", "-e", "A=1", "-e", "PATH=/bin:/sbin", "--env-file", env_file,
+                 "-w", "/tmp", "-u", "nobody", "busybox", "sh", "-c",
+                 'echo "$A $FROM_FILE $PATH $HOME"; pwd; id -u; id -g')
+    assert out.split("\n")[:4] == ["1 yes /bin:/sbin /nonexistent", "/tmp", "65534", "65534"]
+    out = md.out("run", "--rm", "--entrypoint", "echo", "busybox", "hello", "world")
+    assert out == "hello world\n"
+    out = md.out("run", "--rm", "--hostname", "mycontainer", "busybox", "hostname")
+    assert out == "mycontainer\n"
+
+
+def test_stdin_with_i(md):
+    out = md.out("run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z", input="hello\n")
+    assert out == "HELLO\n"
+    # without -i the container's stdin is empty
+    assert md.out("run", "--rm", "busybox", "cat", input="ignored\n") == ""
+
+
+def test_filesystems_and_hardening(md):
+    script = ("cat /etc/hostname >/dev/null && ls /dev | tr '\\n' ' ' && echo && "
+              "grep CapEff /proc/self/status && "
+              "(echo x > /proc/sys/kernel/hostname 2>/dev/null && echo sys-writable || echo sys-ro) && "
+              "(wc -c < /proc/timer_list) && "
+              "(touch /sys/x 2>/dev/null && echo sysfs-rw || echo sysfs-ro) && "
+              "(mknod /tmp/sda b 8 0 && (head -c1 /tmp/sda >/dev/null 2>&1 && echo dev-open || echo dev-denied))")
+    out = md.out("run", "--rm", "busybox", "sh", "-c", script)
+    devs, capeff, sys_ro, kcore, sysfs, dev = out.strip().split("\n")
+    for name in ("null", "zero", "full", "random", "urandom", "tty", "pts", "shm"):
+        assert name in devs.split()
+    # Docker's default capability set: 0x00000000a80425fb
+    assert capeff.split()[1] == "00000000a80425fb"
+    assert sys_ro == "sys-ro"
+    assert kcore.strip() == "0"  # masked: /proc/timer_list reads as /dev/null
+    assert sysfs == "sysfs-ro"
+    assert dev == "dev-denied"
+
+
+def test_cap_drop_and_no_new_privileges(md):
+    out = md.out("run", "--rm", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                 "busybox", "grep", "-E", "CapEff|NoNewPrivs", "/proc/self/status")
+    assert "CapEff:\t0000000000000000" in out
+    assert "NoNewPrivs:\t1" in out
+
+
+def test_network_none_has_only_lo_up(md):
+    out = md.out("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
+    links = [l.split(":")[1].strip() for l in out.strip().split("\n")]
+    assert links == ["lo"]
+    assert "UP" in out
+
+
+def test_memory_limit_oom_kill_is_137(md):
+    r = md("run", "--name", "oomer", "-m", "16m", "busybox", "sh", "-c",
+           "x=$(head -c 200m /dev/zero | tr '\\0' x); echo survived")
+    assert r.returncode == 137
+    assert "survived" not in r.stdout
+    assert md.out("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "oomer").strip() == "true 137"
+    md.out("rm", "oomer")
+
+
+def test_pids_and_cpus_limits_are_applied(md):
+    r = md("run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c",
+           "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; echo forks-limited")
+    assert "can't fork" in r.stderr.lower() or "resource temporarily unavailable" in r.stderr.lower()
+    out = md.out("run", "--rm", "--cpus", "0.5", "busybox", "sh", "-c",
+                 "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    assert out.split()[0] == "50000"
+
+
+def test_detached_lifecycle(md):
+    cid = md.out("run", "-d", "--name", "sleeper", "busybox", "sh", "-c",
+                 "echo started; trap 'echo bye; exit 7' TERM; while true; do sleep 0.1; done").strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    ps = md.out("ps")
+    assert "sleeper" in ps and "Up " in ps
+    assert md.out("ps", "-q") == cid[:12] + "\n"
+    # names and id prefixes resolve; exec joins the container
+    assert md.out("exec", "sleeper", "hostname") == cid[:12] + "\n"
+    assert md.out("exec", cid[:5], "sh", "-c", "echo $$") != "1\n"
+    top = md.out("top", "sleeper")
+    assert "PID" in top.split("\n")[0] and "sleep" in top
+    md.out("stop", "-t", "5", "sleeper")
+    assert md.out("wait", "sleeper") == "7\n"
+    assert md.out("logs", "sleeper") == "started\nbye\n"
+    assert "Exited (7)" in md.out("ps", "-a")
+    assert md("rm", "sleeper").returncode == 0
+    assert md("logs", "sleeper").returncode != 0
+
+
+def test_rm_refuses_running_unless_forced(md):
+    md.out("run", "-d", "--name", "busy", "busybox", "sleep", "60")
+    r = md("rm", "busy")
+    assert r.returncode == 1 and "cannot remove a running container" in r.stderr
+    md.out("rm", "-f", "busy")
+    assert md.out("ps", "-aq") == ""
+
+
+def test_create_then_start_and_name_conflict(md):
+    cid = md.out("create", "--name", "later", "busybox", "echo", "from-create").strip()
+    assert "Created" in md.out("ps", "-a")
+    r = md("create", "--name", "later", "busybox")
+    assert r.returncode == 125 and "already in use" in r.stderr
+    assert md.out("start", "-a", "later") == "from-create\n"
+    md.out("start", "later")
+    assert md.out("wait", cid) == "0\n"
+    assert md.out("logs", "later") == "from-create\nfrom-create\n"
+    md.out("rm", "later")
+
+
+def test_inspect_looks_like_docker(md):
+    import json
+    md.out("run", "--name", "insp", "-e", "X=1", "busybox", "true")
+    (info,) = json.loads(md.out("inspect", "insp"))
+    assert info["Name"] == "/insp"
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 0
+    assert "X=1" in info["Config"]["Env"]
+    assert info["Image"].startswith("sha256:")
+    assert md("inspect", "nosuch").returncode == 1
+    md.out("rm", "insp")
+
+
+def test_kill_with_signal(md):
+    md.out("run", "-d", "--name", "k", "busybox", "sleep", "60")
+    md.out("kill", "-s", "TERM", "k")  # PID 1 ignores TERM without a handler
+    md.out("kill", "k")
+    assert md.out("wait", "k") == "137\n"
+    md.out("rm", "k")
+
+
+def test_runc_runs_the_same_bundle(md):
+    import shutil
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    script = "hostname; id; echo $$; echo $FOO; grep CapEff /proc/self/status"
+    ours = md.out("run", "--rm", "--hostname", "same", "-e", "FOO=bar", "busybox", "sh", "-c", script)
+    theirs = md.out("run", "--rm", "--runtime", "runc", "--hostname", "same", "-e", "FOO=bar",
+                    "busybox", "sh", "-c", script)
+    assert ours == theirs
+    assert ours.split("\n")[2] == "1"
+
+
+def test_tty_gives_a_real_terminal(md):
+    import pty
+    import select
+    import subprocess
+    import sys
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "minidocker", "run", "--rm", "-it", "busybox", "sh"],
+                            stdin=slave, stdout=slave, stderr=slave, env=md.env, start_new_session=True)
+    os.close(slave)
+    os.write(master, b"tty; echo done-$((6*7)); exit 5\n")
+    out = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 20)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        code = proc.wait(timeout=20)
+        os.close(master)
+    text = out.decode(errors="replace")
+    assert "/dev/pts/0" in text
+    assert "done-42" in text
+    assert code == 5
+
+
+def test_two_runs_at_once_do_not_collide(md):
+    import subprocess
+    import sys
+    procs = [subprocess.Popen([sys.executable, "-m", "minidocker", "run", "--rm", "busybox", "hostname"],
+                              stdout=subprocess.PIPE, text=True, env=md.env) for _ in range(4)]
+    names = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(set(names)) == 4
+    assert md.out("ps", "-aq") == ""
