@@ -344,8 +344,12 @@ def _fetch_layers(store, registry, r, descriptors, diff_ids, progress) -> list[d
             cancel.set()              # the other downloads stop at their next read
             errors.append(e)
 
-    with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS) as pool:
-        list(pool.map(fetch, to_fetch))
+    try:
+        with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS) as pool:
+            list(pool.map(fetch, to_fetch))
+    except BaseException as e:          # Ctrl-C: stop the downloads, then undo
+        cancel.set()
+        errors.append(e)
     if errors:
         _forget_new_layers(store, [x for x in results if x])
         real = [e for e in errors if "pull cancelled" not in str(e)] or errors
