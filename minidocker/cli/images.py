@@ -473,7 +473,8 @@ def inspect_image(store, image_id: str) -> dict:
 
 
 def _format_template(template: str, obj) -> str:
-    """A small subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``, ``{{json .X}}``."""
+    """A small subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``,
+    ``{{json .X}}``, ``{{index .RootFS.Layers 0}}`` (negative indexes count from the end)."""
     import re
 
     def lookup(path):
@@ -482,11 +483,22 @@ def _format_template(template: str, obj) -> str:
             value = value.get(part) if isinstance(value, dict) else None
         return value
 
+    def evaluate(expr):
+        words = expr.split()
+        if len(words) == 3 and words[0] == "index":
+            value = lookup(words[1])
+            try:
+                return value[int(words[2])] if isinstance(value, list) else \
+                    (value or {}).get(words[2].strip('"'))
+            except (IndexError, ValueError):
+                raise InvalidInput(f"template: index out of range: {words[2]}") from None
+        return lookup(expr)
+
     def render(match):
         expr = match.group(1).strip()
         if expr.startswith("json "):
-            return json.dumps(lookup(expr[5:].strip()))
-        value = lookup(expr)
+            return json.dumps(evaluate(expr[5:].strip()), separators=(",", ":"))
+        value = evaluate(expr)
         if isinstance(value, list):
             return "[" + " ".join(map(str, value)) + "]"
         if isinstance(value, dict):
