@@ -236,6 +236,23 @@ def test_v2_kill_all_without_cgroup_kill_freezes_signals_and_thaws(tmp_path):
         victim.wait()
 
 
+def test_v2_freeze_and_thaw_write_cgroup_freeze(tmp_path):
+    root = _fake_v2_root(tmp_path)
+    cg = cgroups.open_cgroup("minidocker/c1", mountpoint=root)
+    cg.create()
+    leaf = cg.dirs()[0]
+    with pytest.raises(CgroupError, match="no freezer"):
+        cg.freeze()  # before Linux 5.2 there is no cgroup.freeze
+    with open(f"{leaf}/cgroup.freeze", "w") as f:
+        f.write("0\n")
+    with open(f"{leaf}/cgroup.events", "w") as f:
+        f.write("populated 1\nfrozen 1\n")  # what the kernel shows once all have stopped
+    cg.freeze()
+    assert _read(f"{leaf}/cgroup.freeze") == "1" and cg.is_frozen()
+    cg.thaw()
+    assert _read(f"{leaf}/cgroup.freeze") == "0"
+
+
 def test_kill_and_remove_refuse_groups_outside_minidocker(tmp_path):
     root = _fake_v2_root(tmp_path)
     os.mkdir(f"{root}/machine.slice")
@@ -360,6 +377,33 @@ def test_real_remove_explains_a_group_that_still_has_processes(real_cgroup):
         proc.wait()
     cg.remove()
     assert not cg.exists()
+
+
+@needs_root
+@needs_cgroups
+@pytest.mark.kernel
+def test_real_freeze_stops_the_group_until_thawed(real_cgroup):
+    cg = real_cgroup
+    cg.create()
+    proc = _spawn_in(cg, ["sh", "-c", "while :; do :; done"])
+    try:
+        cg.freeze()
+        assert cg.is_frozen()
+        used = cg.stats()["cpu_usage_ns"]
+        time.sleep(0.2)
+        assert cg.stats()["cpu_usage_ns"] == used  # a frozen group runs nothing
+        assert proc.poll() is None                 # ... and nothing was killed
+        cg.thaw()
+        assert not cg.is_frozen()
+        for _ in range(500):
+            if cg.stats()["cpu_usage_ns"] > used:
+                break
+            time.sleep(0.01)
+        assert cg.stats()["cpu_usage_ns"] > used
+    finally:
+        cg.thaw()
+        proc.kill()
+        proc.wait()
 
 
 @needs_root

@@ -65,8 +65,12 @@ CFS_MIN_QUOTA_US = 1_000
 _UNLIMITED_V1 = 1 << 62
 
 
-class CgroupError(MinidockerError):
-    """A cgroup could not be made, changed, read or removed (one-line message)."""
+class CgroupError(MinidockerError, OSError):
+    """A cgroup could not be made, changed, read or removed (one-line message).
+
+    It is a :class:`MinidockerError` (the CLI prints it and exits 125) and also an
+    ``OSError``, like every other refusal from the kernel layer, so that code cleaning
+    up after a container can catch both kinds in one ``except OSError``."""
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -347,8 +351,28 @@ class Cgroup:
     def _kill_at_once(self) -> bool:
         return False
 
-    def _freeze(self, frozen: bool) -> None:
-        """Freeze (stop scheduling) or thaw every process in the group, if possible."""
+    def freeze(self) -> None:
+        """Stop every process of the group where it is (``docker pause``).
+
+        Frozen processes are not scheduled at all, and cannot notice it: unlike
+        SIGSTOP, nothing is delivered to them, and a parent waiting for them sees no
+        change. New processes forked into the group are frozen too.
+        """
+        if not self._freeze(True):
+            raise CgroupError(f"cannot freeze {self.relpath}: no freezer for this cgroup")
+
+    def thaw(self) -> None:
+        """Let a frozen group run again (``docker unpause``)."""
+        if not self._freeze(False):
+            raise CgroupError(f"cannot thaw {self.relpath}: no freezer for this cgroup")
+
+    def is_frozen(self) -> bool:
+        """True while the group is frozen."""
+        raise NotImplementedError
+
+    def _freeze(self, frozen: bool) -> bool:
+        """Freeze or thaw the group; False when there is no freezer to do it with."""
+        return False
 
     def remove(self, timeout: float = 5.0) -> None:
         """Delete the group's directories (the deepest first), in every hierarchy.
@@ -531,17 +555,22 @@ class CgroupV1(Cgroup):
             "pids_limit_hits": _read_keyed(pids_file("pids.events")).get("max"),
         }
 
-    def _freeze(self, frozen: bool) -> None:
+    def _freeze(self, frozen: bool) -> bool:
         """v1 freezer: write FROZEN/THAWED to ``freezer.state``; freezing finishes
         asynchronously (the file reads FREEZING until every task has stopped)."""
         state = self._file("freezer", "freezer.state")
         if state is None or not os.path.exists(state):
-            return
+            return False
         _write(state, "FROZEN" if frozen else "THAWED", "freeze" if frozen else "thaw")
         if frozen:
             until = time.monotonic() + 1.0
             while (_read(state) or "").strip() == "FREEZING" and time.monotonic() < until:
                 time.sleep(0.005)
+        return True
+
+    def is_frozen(self) -> bool:
+        state = self._file("freezer", "freezer.state")
+        return bool(state) and (_read(state) or "").strip() == "FROZEN"
 
 
 # --------------------------------------------------------------------------- cgroup v2
@@ -667,12 +696,12 @@ class CgroupV2(Cgroup):
         _write(kill, 1, f"kill the processes of {self.relpath}")
         return True
 
-    def _freeze(self, frozen: bool) -> None:
+    def _freeze(self, frozen: bool) -> bool:
         """v2 freezer (Linux 5.2+): ``cgroup.freeze``; ``cgroup.events`` says ``frozen 1``
         once every process has stopped."""
         control = os.path.join(self.dir, "cgroup.freeze")
         if not os.path.exists(control):
-            return
+            return False
         _write(control, 1 if frozen else 0, "freeze" if frozen else "thaw")
         events = os.path.join(self.dir, "cgroup.events")
         until = time.monotonic() + 1.0
@@ -680,6 +709,13 @@ class CgroupV2(Cgroup):
             if _read_keyed(events).get("frozen") == 1:
                 break
             time.sleep(0.005)
+        return True
+
+    def is_frozen(self) -> bool:
+        events = os.path.join(self.dir, "cgroup.events")
+        if os.path.exists(events):
+            return _read_keyed(events).get("frozen") == 1
+        return (_read(os.path.join(self.dir, "cgroup.freeze")) or "").strip() == "1"
 
 
 #: The keys of :meth:`Cgroup.stats`, the same on v1 and v2 (None where unknown).
