@@ -40,4 +40,7 @@ if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test,docs]'
   touch "$stamp"
 fi
+# Byte-compile our own sources: an editable install leaves that to the first import, and
+# with PYTHONDONTWRITEBYTECODE set every command would compile them again (~70 ms a run).
+.venv/bin/python -m compileall -q -j 0 minidocker >/dev/null || true
 echo "setup.sh: ready (.venv/bin/minidocker)"
