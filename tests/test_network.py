@@ -279,3 +279,23 @@ def test_user_defined_network_lifecycle_and_names(private_bridge, netns, data_ro
         assert _cli(data_root, "network", "rm", "bridge").returncode == 1
     finally:
         net.remove_everything_for_tests([bridge])
+
+
+@needs_root
+def test_two_data_roots_sharing_a_bridge_never_share_an_address(private_bridge, netns, data_root,
+                                                                 tmp_path, monkeypatch):
+    import minidocker.network as net
+    a, b = netns(), netns()
+    sa, sb = fake_state("a"), fake_state("b")
+    ip_a = net.attach_container(sa, a.pid)["IPAddress"]
+    other_root = tmp_path / "other-root"
+    other_root.mkdir()
+    monkeypatch.setenv("MINIDOCKER_ROOT", str(other_root))
+    try:
+        ip_b = net.attach_container(sb, b.pid)["IPAddress"]  # its own leases, the same bridge
+        assert ip_b != ip_a
+        net.detach_container(sb)
+    finally:
+        monkeypatch.setenv("MINIDOCKER_ROOT", data_root)
+        net.detach_container(sa)
+    assert not os.path.exists(f"/run/minidocker/addresses/{private_bridge['bridge']}")

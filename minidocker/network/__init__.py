@@ -94,7 +94,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
     entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": ipam.process_start_time(pid)}
     cleanup_stale()  # addresses and ports of containers that died without a detach
     with paths.locked("networks"):
-        address = ipam.allocate(rec["Name"], subnet, gateway, entry)
+        address = ipam.allocate(rec["Name"], subnet, gateway, entry, bridge=br)
         try:
             published = ports.allocate(state)
             with firewall.host_lock():
@@ -164,7 +164,7 @@ def _release_locked(cid: str) -> None:
     held_ports = cid in ports.load_table().values()
     touched = []
     for rec in networks.list_records():
-        if ipam.release(rec["Name"], cid):
+        if ipam.release(rec["Name"], cid, bridge=networks.bridge_name(rec)):
             touched.append(rec)
             if rec["Name"] != networks.DEFAULT_NETWORK:
                 for lease in ipam.leases_of(rec["Name"]).values():

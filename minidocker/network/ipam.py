@@ -20,11 +20,20 @@ Rules, as Docker's default IPAM keeps them:
   minidocker) can be recognised as stale and released.
 
 Callers hold ``paths.locked("networks")`` around :func:`allocate` and :func:`release`.
+
+That lock and this file belong to one data root. Two data roots (say, yours and a test
+suite's) may use the same Linux bridge, though, and then their containers share one
+Ethernet segment: the same address twice would break both. So an address is also
+*claimed* host-wide, by creating ``/run/minidocker/addresses/<bridge>/<ip>`` with
+``O_CREAT|O_EXCL`` -- the kernel guarantees that only one process succeeds. ``/run`` is
+a tmpfs: claims vanish with a reboot, like the containers they describe.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import json
 import os
 
 from .. import paths
@@ -64,20 +73,76 @@ def lease_is_alive(lease: dict) -> bool:
     return bool(pid) and process_start_time(pid) == lease.get("PidStart")
 
 
+CLAIMS_DIR = "/run/minidocker/addresses"
+
+
+def _claim_path(bridge: str, ip: str) -> str:
+    return os.path.join(CLAIMS_DIR, bridge, ip)
+
+
+def claim(bridge: str, ip: str, entry: dict) -> bool:
+    """Claim ``ip`` on ``bridge`` for the whole host; False if a live container has it."""
+    path = _claim_path(bridge, ip)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    holder = json.load(f)
+            except (OSError, ValueError):
+                holder = {}
+            if holder and lease_is_alive(holder):
+                return False
+            try:
+                os.unlink(path)  # its container is dead: the claim is stale
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(entry, f)
+        return True
+    return False
+
+
+def unclaim(bridge: str, ip: str, container_id: str) -> None:
+    path = _claim_path(bridge, ip)
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+    except (OSError, ValueError):
+        return
+    if holder.get("Container") == container_id:
+        try:
+            os.unlink(path)
+            os.rmdir(os.path.dirname(path))  # only succeeds when it was the last claim
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+
+
 def allocate(network_name: str, subnet: ipaddress.IPv4Network, gateway: str,
-             entry: dict, wanted: str | None = None) -> str:
+             entry: dict, wanted: str | None = None, bridge: str | None = None) -> str:
     """Lease the next free address of ``subnet`` for ``entry`` (a dict stored with the
-    lease: container id, name, pid). Call under ``paths.locked("networks")``."""
+    lease: container id, name, pid). With ``bridge``, the address is also claimed for the
+    whole host. Call under ``paths.locked("networks")``."""
     table = load(network_name)
     taken = set(table["leases"]) | {gateway}
     if wanted:
-        if wanted in taken:
+        if wanted in taken or (bridge and not claim(bridge, wanted, entry)):
             raise Conflict(f"Address already in use: {wanted} on network {network_name}")
         if ipaddress.ip_address(wanted) not in subnet:
             raise Conflict(f"Address {wanted} is not in the subnet {subnet} of network {network_name}")
         address = wanted
     else:
-        address = _next_free(subnet, taken, table.get("last"))
+        last = table.get("last")
+        while True:
+            address = _next_free(subnet, taken, last)
+            if not bridge or claim(bridge, address, entry):
+                break
+            taken.add(address)  # another data root's container has it
+            last = address
     table["leases"][address] = entry
     table["last"] = address
     save(network_name, table)
@@ -95,13 +160,15 @@ def _next_free(subnet, taken, last) -> str:
     raise Conflict(f"no available IPv4 addresses on this network's address pools: {subnet}")
 
 
-def release(network_name: str, container_id: str) -> list[str]:
+def release(network_name: str, container_id: str, bridge: str | None = None) -> list[str]:
     """Give back every address ``container_id`` holds on the network; returns them."""
     table = load(network_name)
     freed = [ip for ip, lease in table["leases"].items() if lease.get("Container") == container_id]
     if freed:
         for ip in freed:
             del table["leases"][ip]
+            if bridge:
+                unclaim(bridge, ip, container_id)
         save(network_name, table)
     return freed
 
