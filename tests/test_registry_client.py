@@ -398,3 +398,20 @@ def test_bad_server_leaves_the_store_as_it_was(fault, message, tmp_path, busybox
         assert upstream.image_manifest(image_id)["layers"][1]["digest"] in served
     assert store_snapshot(local.root) == before
     assert scratch_files(local.root) == []
+
+
+def test_image_listing_the_same_layer_twice_round_trips(tmp_path, busybox_rootfs):
+    """Docker images often repeat a layer (the same empty tar): it travels once."""
+    store = new_store(tmp_path, "source")
+    same = {"etc/marker": "same bytes\n"}
+    image_id = make_image(store, "dup:1", busybox_rootfs, [same, same])
+    assert len({x["digest"] for x in store.image_manifest(image_id)["layers"]}) == 2
+    with embedded(tmp_path) as reg:
+        ref = f"{reg.host}/lab/dup:1"
+        store.tag(image_id, ref)
+        push(store, ref)
+        fresh = new_store(tmp_path, "fresh")
+        pulled, out = pull(fresh, ref)
+    assert pulled == image_id
+    assert len(fresh.image_manifest(pulled)["layers"]) == 3
+    assert len([x for x in layer_lines(out) if x.endswith("Pull complete")]) == 2

@@ -322,13 +322,14 @@ def _fetch_layers(store, registry, r, descriptors, diff_ids, progress) -> list[d
     """Every layer into the store: present ones reused, the others downloaded in
     parallel. All or nothing: on any failure, the layers this call added go again."""
     results: list[dict | None] = [None] * len(descriptors)
-    to_fetch = []
+    to_fetch, first_of = [], {}
     for i, (desc, diff_id) in enumerate(zip(descriptors, diff_ids)):
         known = store.diff_id_of_blob(desc["digest"])
         if store.has_blob(desc["digest"]) and known == diff_id and store.has_layer(diff_id):
             progress.update(short_id(desc["digest"]), "Already exists")
             results[i] = _layer_record(desc, diff_id, new=False)
-        else:
+        elif desc["digest"] not in first_of:     # the same layer twice: fetch it once
+            first_of[desc["digest"]] = i
             progress.update(short_id(desc["digest"]), "Pulling fs layer")
             to_fetch.append(i)
     cancel = threading.Event()
@@ -344,16 +345,26 @@ def _fetch_layers(store, registry, r, descriptors, diff_ids, progress) -> list[d
             cancel.set()              # the other downloads stop at their next read
             errors.append(e)
 
+    pool = ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS)
     try:
-        with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS) as pool:
-            list(pool.map(fetch, to_fetch))
+        list(pool.map(fetch, to_fetch))
     except BaseException as e:          # Ctrl-C: stop the downloads, then undo
         cancel.set()
-        errors.append(e)
+        errors.insert(0, e)
+    finally:
+        pool.shutdown(wait=True)
     if errors:
         _forget_new_layers(store, [x for x in results if x])
         real = [e for e in errors if "pull cancelled" not in str(e)] or errors
         raise real[0]
+    for i, desc in enumerate(descriptors):
+        if results[i] is None:
+            twin = results[first_of[desc["digest"]]]
+            results[i] = dict(twin, _new_blob=False, _new_layer=False)
+            if twin["diff_id"] != diff_ids[i]:
+                _forget_new_layers(store, [x for x in results if x])
+                raise digests.DigestMismatch(f"layer {desc['digest']} is listed twice with "
+                                             "different diff_ids in the image config")
     return results
 
 
