@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
 import pytest
 
-from conftest import needs_root, run_tool
+from conftest import REPO, needs_root, run_tool
 from minidocker.errors import InvalidInput
 from minidocker.kernel import cgroups
 from minidocker.kernel.cgroups import CgroupError
@@ -294,6 +296,17 @@ def test_v1_joined_cpu_cpuacct_tree_is_one_directory(tmp_path):
         assert _read(root / tree / "minidocker/c1/cgroup.procs") == "4242"
 
 
+def test_v1_create_undoes_itself_when_one_tree_refuses(tmp_path):
+    root = tmp_path / "cgroup"
+    for tree in ("memory", "pids"):
+        (root / tree).mkdir(parents=True)
+    (root / "pids" / "minidocker").write_text("")  # a file where the pids tree needs a dir
+    cg = cgroups.open_cgroup("minidocker/c1", mountpoint=str(root))
+    with pytest.raises(CgroupError, match="cannot create cgroup .*pids/minidocker/c1"):
+        cg.create()
+    assert not os.path.exists(root / "memory" / "minidocker" / "c1")
+
+
 def test_v1_memory_limit_keeps_memsw_at_least_the_ram_limit(tmp_path):
     root = tmp_path / "cgroup"
     leaf = root / "memory" / "minidocker" / "c1"
@@ -537,6 +550,30 @@ def test_tool_default_command_is_a_shell_in_the_group():
     assert "running /bin/sh in cgroup minidocker/tool-" in r.stderr
     key = "" if cgroups.detect_version() == 2 else "memory"
     assert cgroups.parse_proc_cgroup(r.stdout)[key].startswith("/minidocker/tool-")
+
+
+@needs_root
+@needs_cgroups
+def test_tool_run_by_an_ordinary_user_says_it_needs_root():
+    system_python = "/usr/bin/python3"
+    if not os.path.exists(system_python) or not shutil.which("setpriv"):
+        pytest.skip("needs /usr/bin/python3 and setpriv to run the tool as another user")
+    # A world-readable copy: the checkout may live where uid 65534 cannot read it.
+    base = tempfile.mkdtemp(prefix="cgtool-")
+    try:
+        os.chmod(base, 0o755)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for part in ("tools", "minidocker"):
+            shutil.copytree(os.path.join(REPO, part), os.path.join(base, part), ignore=ignore)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            system_python, os.path.join(base, "tools", "cgroup"), "true"],
+                           capture_output=True, text=True, timeout=30,
+                           env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert r.returncode == 125
+    assert r.stderr.startswith("cgroup: cannot ") and r.stderr.count("\n") == 1
+    assert r.stderr.endswith("Permission denied (making a cgroup needs root)\n")
 
 
 def test_tool_help_names_the_slide_and_what_to_try():

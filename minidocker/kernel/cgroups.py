@@ -460,10 +460,15 @@ class CgroupV1(Cgroup):
         """
         if not self.dirs():
             raise CgroupError(f"no cgroup v1 controller is mounted under {self.mountpoint}")
+        made = []
         for directory in self.dirs():
             try:
-                os.makedirs(directory, exist_ok=True)
+                if not os.path.isdir(directory):
+                    os.makedirs(directory)
+                    made.append(directory)
             except OSError as e:
+                for done in reversed(made):  # leave nothing half-made behind
+                    _rmdir_retrying(done, time.monotonic() + 1.0)
                 raise CgroupError(f"cannot create cgroup {directory}: {e.strerror}") from None
 
     def set_memory(self, limit: int | None) -> None:
