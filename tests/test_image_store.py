@@ -234,6 +234,14 @@ def test_collect_garbage_removes_unreferenced_content(store):
     assert not store.has_layer(orphan["diff_id"])
     assert store.layer_dirs(image_id)[0] and os.path.isdir(store.layer_dirs(image_id)[0])
     assert freed > 0
+    # scratch files: a dead command's are removed, a running one's are kept
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    os.mkdir(os.path.join(store.tmp_dir, f"layer-{dead.pid}-abc"))
+    open(os.path.join(store.tmp_dir, f"blob-{os.getpid()}-xyz"), "w").close()
+    store.collect_garbage(grace_seconds=0)
+    assert os.listdir(store.tmp_dir) == [f"blob-{os.getpid()}-xyz"]
+    os.unlink(os.path.join(store.tmp_dir, f"blob-{os.getpid()}-xyz"))
     # and fresh content is kept by default (another command may be about to use it)
     orphan = store.add_layer(io.BytesIO(layer_tar({"orphan": b"o" * 50})))
     assert store.collect_garbage() == ([], 0)

@@ -196,6 +196,20 @@ def test_hardlink_to_a_missing_file_is_refused(tmp_path):
                    "not in this layer")
 
 
+def test_hardlink_through_a_symlinked_dir_is_refused(tmp_path):
+    tar = make_tar(entry("d", tarfile.DIRTYPE), entry("d/f", data=b"x"),
+                   entry("l", tarfile.SYMTYPE, linkname="d"),
+                   entry("h", tarfile.LNKTYPE, linkname="l/f"))
+    assert_refused(tmp_path, tar, "hard link through the symlink 'l'")
+
+
+def test_aufs_metadata_is_skipped(tmp_path):
+    dest = apply(tmp_path, make_tar(entry(".wh..wh.plnk", tarfile.DIRTYPE),
+                                    entry(".wh..wh.plnk/123.456", data=b"x"),
+                                    entry(".wh..wh.aufs"), entry("real", data=b"r")))
+    assert os.listdir(dest) == ["real"]
+
+
 def test_device_nodes_only_under_dev(tmp_path):
     assert_refused(tmp_path, make_tar(entry("home/sda", tarfile.BLKTYPE, devmajor=8)),
                    "only allowed under /dev")

@@ -32,7 +32,7 @@ import time
 from ..errors import InvalidInput, MinidockerError
 from . import reference
 from .rootfs import make_busybox_rootfs
-from .store import Store, now_rfc3339, detect_compression, new_config
+from .store import Store, detect_compression, new_config, now_rfc3339, scratch_prefix
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -102,15 +102,15 @@ def _store_tmp(store: Store) -> str:
     return store.tmp_dir
 
 
-def _scratch_dir(store: Store, prefix: str) -> str:
-    return tempfile.mkdtemp(dir=_store_tmp(store), prefix=prefix)
+def _scratch_dir(store: Store, kind: str) -> str:
+    return tempfile.mkdtemp(dir=_store_tmp(store), prefix=scratch_prefix(kind))
 
 
 def bootstrap_busybox(store: Store | None = None, tag: str = "busybox:latest") -> str:
     """``minidocker bootstrap busybox``: the host's static busybox as ``busybox:latest``."""
     store = store or Store()
     reference.parse(tag)
-    scratch = _scratch_dir(store, "bootstrap-busybox-")
+    scratch = _scratch_dir(store, "bootstrap-busybox")
     try:
         try:
             make_busybox_rootfs(scratch)
@@ -135,7 +135,7 @@ def bootstrap_debian(store: Store | None = None, suite: str = DEBIAN_SUITE,
                               "(apt-get install debootstrap)")
     if not suite.replace("-", "").isalnum():
         raise InvalidInput(f"invalid suite name: {suite!r}")
-    scratch = _scratch_dir(store, "bootstrap-debian-")
+    scratch = _scratch_dir(store, "bootstrap-debian")
     try:
         cmd = ["debootstrap", "--variant=minbase", suite, scratch, mirror]
         result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)

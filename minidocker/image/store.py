@@ -161,7 +161,7 @@ class BlobWriter:
 
     def __init__(self, store: "Store"):
         self.store = store
-        fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix=scratch_prefix("blob"))
         self.file = os.fdopen(fd, "wb")
         self.hash = hashlib.sha256()
         self.size = 0
@@ -297,7 +297,7 @@ class Store:
         self._ensure_dirs()
         hasher = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
+        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix=scratch_prefix("blob"))
         try:
             with os.fdopen(fd, "wb") as out:
                 while True:
@@ -391,7 +391,7 @@ class Store:
         """Unpack a stored layer blob into a temp dir while hashing the uncompressed
         stream (the diff_id), then rename the dir to ``layers/<diff_id hex>``."""
         self._ensure_dirs()
-        tmp = tempfile.mkdtemp(dir=self.tmp_dir, prefix="layer-")
+        tmp = tempfile.mkdtemp(dir=self.tmp_dir, prefix=scratch_prefix("layer"))
         try:
             try:
                 with _Decompressed(self.blob_path(digest)) as stream:
@@ -405,6 +405,9 @@ class Store:
             except InvalidInput as e:
                 raise InvalidInput(f"layer blob {digest}: {e}") from None
             diff_id = "sha256:" + reader.hash.hexdigest()
+            # Data on disk before the rename makes the layer visible: after a crash a
+            # layer directory is complete or absent, never full of empty files.
+            sync_filesystem(tmp)
             # The metadata first: a layer dir that exists always has its record.
             paths.write_json(self._layer_meta_path(diff_id),
                              {"diff_id": diff_id, "size": content_size,
@@ -686,14 +689,9 @@ class Store:
         process may be about to write the image that uses it. Returns (what was
         removed, bytes freed)."""
         removed, freed = [], 0
-        cutoff = time.time() - grace_seconds
 
         def old(path):
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                return False
-            return max(st.st_mtime, st.st_ctime) < cutoff
+            return old_enough(path, grace_seconds)
 
         with self.locked():
             blobs, layers = self._references()
@@ -715,6 +713,11 @@ class Store:
                     removed.append(diff_id)
             for name in _listdir(self.tmp_dir):
                 path = os.path.join(self.tmp_dir, name)
+                owner = scratch_owner(name)
+                if owner is not None and _process_alive(owner):
+                    continue  # still being written (a long debootstrap, a big pull)
+                if owner is None and not old_enough(path, max(grace_seconds, 86400)):
+                    continue  # someone else's scratch file: only when surely stale
                 if old(path):
                     if os.path.isdir(path) and not os.path.islink(path):
                         shutil.rmtree(path, ignore_errors=True)
@@ -725,7 +728,7 @@ class Store:
     def _remove_layer_dir(self, diff_id: str) -> None:
         """Rename first (atomic: no one sees a half-deleted layer), then delete."""
         final = self.layer_dir(diff_id)
-        doomed = tempfile.mkdtemp(dir=self.tmp_dir, prefix="deleted-layer-")
+        doomed = tempfile.mkdtemp(dir=self.tmp_dir, prefix=scratch_prefix("deleted-layer"))
         target = os.path.join(doomed, "layer")
         os.rename(final, target)
         _unlink_quietly(self._layer_meta_path(diff_id))
@@ -733,6 +736,51 @@ class Store:
 
 
 # ====================================================================== module helpers
+def scratch_prefix(kind: str) -> str:
+    """Name prefix for scratch files in ``$ROOT/tmp``: ``layer-<pid>-``. The pid lets
+    ``image prune`` tell the leftovers of a crashed command from work in progress."""
+    return f"{kind}-{os.getpid()}-"
+
+
+def scratch_owner(name: str) -> int | None:
+    import re
+    match = re.match(r"^[a-z][a-z-]*?-(\d+)-", name)
+    return int(match.group(1)) if match else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def old_enough(path: str, seconds: float) -> bool:
+    """Was ``path`` last changed more than ``seconds`` ago?"""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return max(st.st_mtime, st.st_ctime) < time.time() - seconds
+
+
+def sync_filesystem(path: str) -> None:
+    """``syncfs(2)``: write the dirty data of the filesystem holding ``path`` to disk
+    (much cheaper than an fsync of every file of a layer, one by one)."""
+    import ctypes
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 def canonical_json(obj) -> bytes:
     """The bytes we store for a JSON document: compact, keys sorted, so that the same
     config always gets the same digest (and so the same image id)."""

@@ -54,6 +54,9 @@ import tarfile
 from ..errors import InvalidInput
 
 WHITEOUT_PREFIX = ".wh."
+# ".wh..wh.*" names are AUFS bookkeeping (e.g. ".wh..wh.plnk" hardlink dirs), not
+# deletions; only ".wh..wh..opq" of them means something to an image.
+WHITEOUT_META_PREFIX = ".wh..wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 COPY_CHUNK = 1 << 20
@@ -125,6 +128,22 @@ class _Extractor:
                                    f"'{os.path.relpath(path, self.dest)}' is not a directory")
         return os.path.join(path, parts[-1]) if parts else path
 
+    def existing(self, rel: str, entry: str) -> str:
+        """Absolute path of something already extracted at ``rel`` (no parent may be a
+        symlink, nothing is created); raises InvalidInput when it is not there."""
+        path = self.dest
+        for part in rel.split("/") if rel else []:
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                raise InvalidInput(f"invalid layer entry '{entry}': hard link to "
+                                   f"'{rel}', which is not in this layer") from None
+            if stat.S_ISLNK(st.st_mode) and path != os.path.join(self.dest, rel):
+                raise InvalidInput(f"invalid layer entry '{entry}': hard link through "
+                                   f"the symlink '{os.path.relpath(path, self.dest)}'")
+        return path
+
     @staticmethod
     def clear(path: str, keep_dir: bool) -> None:
         """Remove what is at ``path`` so that a new entry can take its place (a later
@@ -147,6 +166,8 @@ class _Extractor:
         base = rel.rsplit("/", 1)[-1]
         if base == OPAQUE_WHITEOUT:
             self.opaque_whiteout(rel, member)
+        elif any(part.startswith(WHITEOUT_META_PREFIX) for part in rel.split("/")):
+            return  # AUFS metadata (see WHITEOUT_META_PREFIX): Docker skips it too
         elif base.startswith(WHITEOUT_PREFIX):
             self.whiteout(rel, member)
         elif member.isdir():
@@ -229,13 +250,8 @@ class _Extractor:
         except InvalidInput:
             raise InvalidInput(f"invalid layer entry '{member.name}': hard link to "
                                f"'{member.linkname}' points outside the layer") from None
-        source = self.target(source_rel, member.name) if source_rel else self.dest
-        try:
-            st = os.lstat(source)
-        except FileNotFoundError:
-            raise InvalidInput(f"invalid layer entry '{member.name}': hard link to "
-                               f"'{member.linkname}', which is not in this layer") from None
-        if stat.S_ISDIR(st.st_mode):
+        source = self.existing(source_rel, member.name)
+        if stat.S_ISDIR(os.lstat(source).st_mode):
             raise InvalidInput(f"invalid layer entry '{member.name}': hard link to a directory")
         path = self.target(rel, member.name)
         if path == source:
