@@ -405,6 +405,7 @@ class Build:
             if code != 0:
                 shown = json.dumps(command) if inst.json else " ".join(command)
                 raise BuildError(f"The command '{shown}' returned a non-zero code: {code}")
+            drop_runtime_mount_points(container.upper_dir, stage.layer_dirs())
             stage.add_layer_from_upper(container.upper_dir)
         finally:
             lifecycle.remove(container.reload(), force=True)
@@ -431,6 +432,30 @@ class Build:
             os.dup2(saved[1], 2)
             for fd in (*saved, null):
                 os.close(fd)
+
+
+#: Files the engine bind-mounts into every container (Docker does the same). Their
+#: mount points land in the container's upper dir, but they belong to the container,
+#: not to the image: Docker leaves them out of every committed layer.
+RUNTIME_MOUNT_POINTS = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
+
+
+def drop_runtime_mount_points(upper: str, lower_dirs: list[str]) -> None:
+    """Remove the engine's per-container files from a RUN's upper dir before it becomes
+    a layer (and ``etc/`` itself if it was only copied up to hold them)."""
+    import stat as stat_
+    from ..image.changes import is_opaque_dir, lower_lookup
+    for rel in RUNTIME_MOUNT_POINTS:
+        path = os.path.join(upper, rel)
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+    etc = os.path.join(upper, "etc")
+    if os.path.isdir(etc) and not os.listdir(etc) and not is_opaque_dir(etc):
+        st, lower = os.lstat(etc), lower_lookup(lower_dirs, "etc")
+        same = lower is not None and stat_.S_ISDIR(lower.st_mode) and \
+            (st.st_mode, st.st_uid, st.st_gid) == (lower.st_mode, lower.st_uid, lower.st_gid)
+        if same or lower is None:
+            os.rmdir(etc)
 
 
 def short(image_id: str | None) -> str:

@@ -124,6 +124,29 @@ def parse_chown(spec: str, image: ImageView) -> tuple[int, int]:
     return uid, gid
 
 
+def parse_user(spec: str, image: ImageView) -> tuple[int, int]:
+    """``USER name[:group]`` -> (uid, gid) as a process would run: a user name gives its
+    uid *and its primary group* from ``/etc/passwd``; a numeric uid alone gets gid 0
+    unless passwd names it. An unknown name is an error."""
+    user, _, group = (spec or "root").partition(":")
+    passwd = image.read_text("/etc/passwd") or ""
+    uid = gid = None
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) > 3 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
+            uid, gid = int(fields[2]), int(fields[3])
+            break
+    if uid is None:
+        if not user.isdigit():
+            raise InvalidInput(f"unable to find user {user}: no matching entries in passwd file")
+        uid, gid = int(user), 0
+    if group:
+        gid = int(group) if group.isdigit() else _lookup_db(image.read_text("/etc/group"), group)
+        if gid is None:
+            raise InvalidInput(f"unable to find group {group}: no matching entries in group file")
+    return uid, gid
+
+
 # --------------------------------------------------------------------------- staging
 class Staging:
     """A directory that collects one step's new files, laid out like an overlay upper dir."""

@@ -33,7 +33,7 @@ from .cache import SourcesDigest
 from .context import clean_path, go_match, has_wildcards
 from .expand import ExpansionError, env_dict, process_word, process_words
 from .files import (ImageView, copy_host_entries, copy_host_tree, copy_image_tree,
-                    extract_archive, is_local_archive, parse_chown)
+                    extract_archive, is_local_archive, parse_chown, parse_user)
 from .parser import Instruction
 from ..errors import InvalidInput
 
@@ -347,8 +347,9 @@ def prepare_arg(build, stage, inst: Instruction) -> Step:
 
 # --------------------------------------------------------------------------- WORKDIR
 def prepare_workdir(build, stage, inst: Instruction) -> Step:
-    """``WORKDIR path``: relative paths build on the previous WORKDIR; the directory is
-    created in the image if it is missing (a layer with just that directory)."""
+    """``WORKDIR path``: relative paths build on the previous WORKDIR. Docker: "If the
+    WORKDIR doesn't exist, it will be created even if it's not used in any subsequent
+    Dockerfile instruction" -- a layer with just that directory, owned by the USER."""
     path = expand(stage, inst, " ".join(inst.args))
     if not path:
         raise inst.error("WORKDIR requires exactly one argument")
@@ -360,8 +361,13 @@ def prepare_workdir(build, stage, inst: Instruction) -> Step:
         view = stage.view()
         real = view.resolve(workdir)
         if view.lstat(real) is None:
+            # BuildKit (today's docker build) and buildah make it as the current USER
+            try:
+                owner = parse_user(cfg(stage).get("User") or "root", view)
+            except InvalidInput as e:
+                raise inst.error(str(e)) from None
             staging = stage.new_staging()
-            staging.ensure_dir(real)
+            staging.ensure_dir(real, owner)
             stage.add_layer_from(staging)
     return Step(f"WORKDIR {workdir}", apply, creates_layer=True)
 
