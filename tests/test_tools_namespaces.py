@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import socket
@@ -272,6 +274,44 @@ def test_pid_killing_the_tool_kills_the_command():
         stop(proc)
 
 
+def test_pid_interactive_shell_on_a_terminal_keeps_its_exit_status():
+    """On a terminal the command gets its own process group in the foreground: an
+    interactive shell as PID 1 then exits cleanly with its own status."""
+    proc_pid, master = pty.fork()
+    if proc_pid == 0:
+        try:
+            os.execv(sys.executable, [sys.executable, os.path.join(TOOLS, "unshare-pid"), "/bin/sh", "-i"])
+        finally:
+            os._exit(127)
+    output = b""
+    try:
+        os.write(master, b"echo pid=$$\nexit 4\n")
+        while True:
+            ready, _, _ = select.select([master], [], [], 20)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:   # EIO: every process holding the terminal has exited
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(master)
+        deadline = time.monotonic() + 20
+        while (reaped := os.waitpid(proc_pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if reaped[0] == 0:   # still running: the test failed; do not leave it behind
+            os.kill(proc_pid, signal.SIGKILL)
+            reaped = os.waitpid(proc_pid, 0)
+        status = reaped[1]
+    text = output.decode(errors="replace")
+    assert "pid=1" in text
+    assert "Cannot set tty process group" not in text
+    assert os.waitstatus_to_exitcode(status) == 4
+
+
 # ------------------------------------------------------------------ uts
 def test_uts_hostname_inside_does_not_change_the_host():
     host = socket.gethostname()
@@ -434,6 +474,22 @@ def test_write_uid_map_of_another_process_once():
         assert f"write '0 {UNPRIVILEGED_UID} 1' to /proc/{proc.pid}/uid_map" in str(again.value)
         out, _ = proc.communicate(timeout=20)
         assert out.split() == ["0", "0", "0", "1"]
+    finally:
+        stop(proc)
+
+
+def test_map_root_to_another_process_denies_setgroups_first():
+    proc = subprocess.Popen([sys.executable, os.path.join(TOOLS, "unshare-user"), "--wait-for-map",
+                             "sh", "-c", "read go; id; cat /proc/self/setgroups"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr.readline().startswith(f"PID {proc.pid}: ")
+        userns.map_root_to(proc.pid, 0, 0)   # as "unshare --map-root-user" would, from outside
+        assert userns.read_map(proc.pid, "gid") == [(0, 0, 1)]
+        out, _ = proc.communicate("go\n", timeout=20)   # the shell waited for both maps
+        assert out.splitlines()[0].startswith("uid=0(root) gid=0(root)")
+        assert out.splitlines()[1] == "deny"
     finally:
         stop(proc)
 

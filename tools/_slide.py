@@ -119,9 +119,9 @@ def _die(prog: str, message: str) -> None:
 
 
 # --------------------------------------------------------------------------- fork + wait
-#: Signals the parent passes on to the child it waits for. SIGINT and SIGQUIT come from
-#: the terminal (Ctrl-C, Ctrl-\) to the whole foreground process group, child included,
-#: so they are passed on only when we have no terminal (someone ran ``kill`` on us).
+#: Signals the parent passes on to the child it waits for. SIGINT and SIGQUIT are typed
+#: at a terminal (Ctrl-C, Ctrl-\): there the terminal sends them to the child itself
+#: (it is the foreground process group), so they are passed on only without a terminal.
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 
@@ -131,19 +131,56 @@ def fork_and_wait(child) -> int:
     passes signals on to it, waits, and returns its exit status the way a shell (and
     Docker) reports it: the exit code, or 128 + the signal number if it was killed.
     """
+    owns_terminal = _in_foreground_of_terminal()
     pid = os.fork()
     if pid == 0:
         try:
             _restore_default_signals()
             # If the tool dies (even of SIGKILL, which it cannot pass on), so does the child.
             syscalls.set_parent_death_signal(signal.SIGKILL)
+            if owns_terminal:
+                _take_terminal()
             child()
         except BaseException as e:  # the child must never return into the parent's code
             print(f"{os.path.basename(sys.argv[0])}: {error_message(e)}", file=sys.stderr)
             os._exit(EXIT_TOOL_FAILED)
         os._exit(0)
-    _forward_signals_to(pid)
-    return _wait_for(pid)
+    _forward_signals_to(pid, owns_terminal)
+    status = _wait_for(pid)
+    if owns_terminal:
+        _give_terminal_to(os.getpgrp())
+    return status
+
+
+def _in_foreground_of_terminal() -> bool:
+    """True when stdin is a terminal and our process group is the one reading from it."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _take_terminal() -> None:
+    """Make the child its own process group, in the terminal's foreground.
+
+    A shell that is PID 1 of a new PID namespace cannot see the process group it was
+    started in (it lives outside the namespace): given that group, an interactive shell
+    fails at exit with "Cannot set tty process group (No such process)". Its own group is
+    one it can see; Ctrl-C from the terminal then goes to it alone, not to the tool.
+    """
+    os.setpgid(0, 0)
+    _give_terminal_to(os.getpgrp())
+
+
+def _give_terminal_to(pgrp: int) -> None:
+    # tcsetpgrp from a background group stops the caller with SIGTTOU unless ignored.
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(0, pgrp)
+    except OSError:
+        pass  # the terminal is gone (hangup): nothing to give back
+    finally:
+        signal.signal(signal.SIGTTOU, previous)
 
 
 def _restore_default_signals() -> None:
@@ -151,19 +188,13 @@ def _restore_default_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
-def _forward_signals_to(pid: int) -> None:
+def _forward_signals_to(pid: int, owns_terminal: bool) -> None:
     def forward(signum, _frame):
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass  # it has just exited; the wait below will tell
-    signals = FORWARDED_SIGNALS
-    if not os.isatty(0):
-        signals += TERMINAL_SIGNALS
-    else:
-        # The terminal already delivers Ctrl-C to the child; we just must not die of it.
-        for sig in TERMINAL_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
+    signals = FORWARDED_SIGNALS if owns_terminal else FORWARDED_SIGNALS + TERMINAL_SIGNALS
     for sig in signals:
         signal.signal(sig, forward)
 
