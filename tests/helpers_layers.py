@@ -78,11 +78,12 @@ def make_lower(path: str, files: dict[str, str | None]) -> str:
     return path
 
 
-def podman_env(tmp_path) -> tuple[list[str], dict]:
-    """``podman`` argv prefix and environment for a private, throw-away podman store under
-    ``tmp_path`` (MACHINE.md: the containers.conf settings this machine needs)."""
-    base = os.path.join(str(tmp_path), "podman")
-    os.makedirs(base, exist_ok=True)
+def podman_env() -> tuple[list[str], dict, str]:
+    """``podman`` argv prefix, environment and base dir for a private, throw-away podman
+    store (MACHINE.md: the containers.conf settings this machine needs). The base is a
+    short path under /tmp: podman refuses a run root longer than 50 characters."""
+    import tempfile
+    base = tempfile.mkdtemp(prefix="mdpod-", dir="/tmp")
     conf = os.path.join(base, "containers.conf")
     with open(conf, "w") as f:
         f.write('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
@@ -90,18 +91,17 @@ def podman_env(tmp_path) -> tuple[list[str], dict]:
                 'events_logger = "file"\n')
     env = dict(os.environ, CONTAINERS_CONF=conf)
     argv = ["podman", "--root", os.path.join(base, "root"), "--runroot",
-            os.path.join(base, "runroot"), "--tmpdir", os.path.join(base, "tmp"),
+            os.path.join(base, "run"), "--tmpdir", os.path.join(base, "tmp"),
             "--storage-driver", "vfs"]
-    return argv, env
+    return argv, env, base
 
 
-def podman_cleanup(argv, env, base_dir) -> None:
+def podman_cleanup(argv, env, base) -> None:
     """Remove every container and image of a private podman store, then the store."""
     subprocess.run(argv + ["rm", "-af"], env=env, capture_output=True, timeout=60)
     subprocess.run(argv + ["rmi", "-af"], env=env, capture_output=True, timeout=60)
     subprocess.run(argv + ["system", "reset", "-f"], env=env, capture_output=True, timeout=60)
-    shutil.rmtree(os.path.join(str(base_dir), "podman"), ignore_errors=True)
-
+    shutil.rmtree(base, ignore_errors=True)
 
 def make_image(store, rootfs: str, tag: str | None = "busybox:latest", cmd=("sh",),
                tmp_dir: str | None = None) -> str:
