@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""push and pull of a ~200 MB image against Debian's Distribution registry, next to skopeo.
+
+Four measurements, each the median of ``-n`` runs, minidocker and ``skopeo copy`` side by
+side:
+
+- push, cold: a fresh registry (no blob there yet);
+- push, warm: every blob already there (only HEADs and the manifest travel);
+- pull, cold: minidocker pulls into an empty data root (download, verify, *and* extract
+  every layer, ready to run) while skopeo copies to an OCI layout directory (download and
+  verify only: it extracts nothing);
+- pull, warm: minidocker with the image present ("Image is up to date"), skopeo again
+  into the same layout.
+
+Nothing is asserted: speed is compared side by side, never in a timed test. Run as root
+after ``scripts/setup.sh``::
+
+    sudo .venv/bin/python benchmarks/bench_registry.py [-n 3] [--size-mb 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks.common import report  # noqa: E402
+
+MD = [sys.executable, "-m", "minidocker"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Distribution:
+    """docker-registry on 127.0.0.1 with a private config and storage (MACHINE.md)."""
+
+    def __init__(self, work: str):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(dir=work, prefix="registry-")
+        config = os.path.join(self.dir, "config.yml")
+        with open(config, "w") as f:
+            f.write("version: 0.1\n"
+                    f"storage: {{filesystem: {{rootdirectory: {self.dir}/data}}}}\n"
+                    f"http: {{addr: 127.0.0.1:{self.port}}}\n"
+                    "log: {level: error, accesslog: {disabled: true}}\n")
+        self.log = open(os.path.join(self.dir, "log"), "wb")
+        self.proc = subprocess.Popen(["docker-registry", "serve", config],
+                                     stdout=self.log, stderr=self.log)
+        self.host = f"127.0.0.1:{self.port}"
+        import requests
+        for _ in range(200):
+            try:
+                requests.get(f"http://{self.host}/v2/", timeout=1)
+                return
+            except requests.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def build_image(root: str, size_mb: int) -> str:
+    """busybox plus four layers of incompressible data (~size_mb in all), gzip'd as a
+    pushed image's layers are; tagged ``bench:latest``."""
+    from minidocker.image.rootfs import make_busybox_rootfs
+    from minidocker.image.store import Store, new_config
+    store = Store(root)
+    rootfs = tempfile.mkdtemp(dir=root)
+    make_busybox_rootfs(rootfs)
+    layers = [_gzip_tar_of_dir(rootfs)]
+    shutil.rmtree(rootfs)
+    per_layer = size_mb * 1_000_000 // 4
+    for i in range(4):
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=1, mtime=0) as gz:
+            with tarfile.open(fileobj=gz, mode="w") as tar:
+                info = tarfile.TarInfo(f"data/blob{i}")
+                info.size = per_layer
+                tar.addfile(info, io.BytesIO(os.urandom(per_layer)))
+        layers.append(buf.getvalue())
+    descriptors = [store.add_layer(io.BytesIO(data)) for data in layers]
+    config = new_config(cmd=["sh"], diff_ids=[d["diff_id"] for d in descriptors])
+    image_id = store.write_image(config, descriptors)
+    store.tag(image_id, "bench:latest")
+    return image_id
+
+
+def _gzip_tar_of_dir(path: str) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w") as tar:
+            tar.add(path, arcname=".")
+    return buf.getvalue()
+
+
+def export_oci_layout(root: str, image_id: str, layout: str) -> None:
+    """The same image as an OCI layout on disk, for skopeo to push (hard links: no copy)."""
+    from minidocker.image.store import Store, canonical_json
+    store = Store(root)
+    manifest = store.image_manifest(image_id)
+    blobs = os.path.join(layout, "blobs", "sha256")
+    os.makedirs(blobs)
+    for desc in [manifest["config"], *manifest["layers"]]:
+        os.link(store.blob_path(desc["digest"]), os.path.join(blobs, desc["digest"][7:]))
+    body = canonical_json(manifest)
+    import hashlib
+    digest = hashlib.sha256(body).hexdigest()
+    with open(os.path.join(blobs, digest), "wb") as f:
+        f.write(body)
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{
+            "mediaType": manifest["mediaType"], "digest": "sha256:" + digest, "size": len(body),
+            "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, f)
+
+
+def timed(cmd, env=None) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def median_of(n, setup, cmd_of, env=None) -> float:
+    """``setup()`` (untimed) returns a context; ``cmd_of(context)`` is then timed."""
+    samples = []
+    for _ in range(n):
+        ctx = setup()
+        try:
+            samples.append(timed(cmd_of(ctx), env))
+        finally:
+            cleanup = getattr(ctx, "stop", None)
+            if cleanup:
+                cleanup()
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=3, help="runs per measurement (default 3)")
+    parser.add_argument("--size-mb", type=int, default=200, help="image size (default 200)")
+    args = parser.parse_args()
+    for tool in ("docker-registry", "skopeo"):
+        if not shutil.which(tool):
+            sys.exit(f"bench_registry: {tool} is not installed (scripts/setup.sh)")
+    work = tempfile.mkdtemp(prefix="bench-registry-")
+    src = os.path.join(work, "source")
+    os.makedirs(src)
+    env = dict(os.environ, MINIDOCKER_ROOT=src,
+               MINIDOCKER_CONFIG=os.path.join(work, "config.json"))
+    skopeo = ["skopeo", "--insecure-policy"]
+    results: dict[str, dict[str, float]] = {}
+    try:
+        print(f"building a {args.size_mb} MB image...", flush=True)
+        image_id = build_image(src, args.size_mb)
+        layout = os.path.join(work, "layout")
+        export_oci_layout(src, image_id, layout)
+
+        def tag_for(reg):
+            from minidocker.image.store import Store
+            ref = f"{reg.host}/bench/app:v1"
+            Store(src).tag(image_id, ref)
+            return ref
+
+        def push_md(reg):
+            return MD + ["push", tag_for(reg)]
+
+        def push_skopeo(reg):
+            return skopeo + ["copy", "--dest-tls-verify=false", f"oci:{layout}:bench",
+                             f"docker://{reg.host}/bench/app:v1"]
+
+        results["push, cold"] = {
+            "minidocker": median_of(args.n, lambda: Distribution(work), push_md, env),
+            "skopeo": median_of(args.n, lambda: Distribution(work), push_skopeo),
+        }
+        reg = Distribution(work)
+        try:
+            subprocess.run(push_md(reg), env=env, check=True, stdout=subprocess.DEVNULL)
+            ref = f"{reg.host}/bench/app:v1"
+            results["push, warm"] = {
+                "minidocker": median_of(args.n, lambda: reg.host, lambda _: push_md(reg), env),
+                "skopeo": median_of(args.n, lambda: reg.host, lambda _: push_skopeo(reg)),
+            }
+
+            def fresh_root():
+                root = tempfile.mkdtemp(dir=work, prefix="pull-")
+                return root
+
+            def pull_md(root):
+                return ["env", f"MINIDOCKER_ROOT={root}"] + MD + ["pull", ref]
+
+            def pull_skopeo(root):
+                return skopeo + ["copy", "--src-tls-verify=false", f"docker://{ref}",
+                                 f"oci:{root}/layout:v1"]
+
+            results["pull, cold"] = {
+                "minidocker": median_of(args.n, fresh_root, pull_md, env),
+                "skopeo": median_of(args.n, fresh_root, pull_skopeo),
+            }
+            warm = fresh_root()
+            subprocess.run(pull_md(warm), env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(pull_skopeo(warm), check=True, stdout=subprocess.DEVNULL)
+            results["pull, warm"] = {
+                "minidocker": median_of(args.n, lambda: warm, pull_md, env),
+                "skopeo": median_of(args.n, lambda: warm, pull_skopeo),
+            }
+        finally:
+            reg.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for title, numbers in results.items():
+        report(f"{title} ({args.size_mb} MB image, Distribution on 127.0.0.1)", numbers)
+
+
+if __name__ == "__main__":
+    main()
