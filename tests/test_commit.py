@@ -110,8 +110,10 @@ def test_commit_running_container(store):
                 break
             subprocess.run(["sleep", "0.05"])
         image_id = md_ok("commit", cid, "snapshot:1").strip()
-        # the commit paused and resumed it: it is still running
+        # the commit froze and thawed it: it is still running, not left frozen
         assert md_ok("ps", "-q", "--no-trunc").split() == [cid]
+        from minidocker.kernel import cgroups
+        assert not cgroups.open_cgroup(f"minidocker/{cid}").is_frozen()
         assert md_ok(*RUN, "--rm", "snapshot:1", "cat", "/started") == "started\n"
         assert store.resolve("snapshot:1") == image_id
     finally:

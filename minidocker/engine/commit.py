@@ -62,23 +62,26 @@ def container_diff(container, store: Store | None = None) -> list[layer_changes.
 @contextlib.contextmanager
 def paused(container, pause: bool = True):
     """Freeze a running container's processes for the time of the commit (Docker's
-    ``commit --pause``, on by default): files are not changing under the tar writer.
+    ``commit --pause``, on by default): files do not change under the tar writer.
     Uses the freezer cgroup; where there is none, the commit goes on unpaused."""
     cg = None
     if pause and container.state.get("State", {}).get("Running"):
+        from ..kernel import cgroups
         try:
-            from ..kernel import cgroups
             cg = cgroups.open_cgroup(f"minidocker/{container.id}")
-            cg._freeze(True)
-        except Exception:   # no freezer here, or the container just stopped
+            if cg.is_frozen():
+                cg = None           # paused by the user already: leave it as it is
+            else:
+                cg.freeze()
+        except OSError:             # no freezer here, or the container just stopped
             cg = None
     try:
         yield
     finally:
         if cg is not None:
             try:
-                cg._freeze(False)
-            except Exception:
+                cg.thaw()
+            except OSError:
                 pass
 
 
