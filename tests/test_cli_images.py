@@ -236,3 +236,22 @@ def test_helpers_match_docker_units():
          "About an hour", "2 hours", "3 days", "2 weeks", "3 months", "2 years"]
     assert ellipsis("x" * 50, 45) == "x" * 44 + "…"
     assert table([["A", "BB"], ["long-value-here", "c"]]) == "A                 BB\nlong-value-here   c"
+
+
+def test_intermediate_images_hidden_without_all(data_root):
+    """An untagged image whose layers start another image's (a build step) is hidden by
+    ``images`` and kept by ``image prune``; ``-a`` shows it."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_image_store import make_image
+    from minidocker.image.store import Store
+    store = Store()
+    parent, _ = make_image(store, [{"a": b"1"}], label="parent")
+    child, _ = make_image(store, [{"a": b"1"}, {"b": b"2"}], tag="child", label="child")
+    assert md("images", "-q").out.split() == [child[7:19]]
+    assert sorted(md("images", "-a", "-q").out.split()) == sorted([child[7:19], parent[7:19]])
+    assert md("image", "prune", "-f").out == "Total reclaimed space: 0B\n"
+    assert store.has_image(parent)
+    md("rmi", "child")
+    # now the former parent is a dangling image of its own
+    assert md("images", "-q").out.split() == [parent[7:19]]
+    assert f"deleted: {parent}" in md("image", "prune", "-f").out.splitlines()

@@ -536,8 +536,12 @@ def prune_images(store, all_images: bool = False) -> tuple[list[str], int]:
     """Remove dangling images (untagged), or with ``all_images`` every image no container
     uses; then garbage-collect unreferenced blobs and layers. Returns (lines, bytes)."""
     lines, reclaimed = [], 0
-    for image in store.list_images():
-        if image["tags"] and not all_images:
+    images = store.list_images()
+    # Without -a, like Docker: only *dangling* images, i.e. untagged and not the
+    # parent of another image (a build's intermediate steps are its cache).
+    keep = set() if all_images else _intermediate_ids(images, store)
+    for image in images:
+        if (image["tags"] and not all_images) or image["id"] in keep:
             continue
         if _containers_using(image["id"]):
             continue
