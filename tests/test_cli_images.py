@@ -71,6 +71,8 @@ def test_images_quiet_no_trunc_and_repository_filter(busybox_image):
     assert [r.split()[:2] for r in rows] == [["john1/cowsay", "latest"], ["john1/cowsay", "v1"]]
     rows = md("images", "john1/cowsay:v1").out.splitlines()[1:]
     assert [r.split()[:2] for r in rows] == [["john1/cowsay", "v1"]]
+    assert md("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", "-f",
+              "reference=john1/*:v*").out == f"john1/cowsay:v1 {busybox_image[7:19]}\n"
     assert md("images", "nothing").out.splitlines() == [
         "REPOSITORY   TAG       IMAGE ID   CREATED   SIZE"]
 

@@ -178,8 +178,10 @@ def image_rows(store, all_images=False, repository=None, filters=None):
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER",
               help="Filter output: dangling=true|false, reference=PATTERN.")
+@click.option("--format", "fmt", default=None, metavar="TEMPLATE",
+              help="Go-like template per image: {{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}...")
 @click.argument("repository", required=False)
-def images(all_images, quiet, no_trunc, filters, repository):
+def images(all_images, quiet, no_trunc, filters, fmt, repository):
     """List images."""
     store = _store()
     if repository:
@@ -197,6 +199,13 @@ def images(all_images, quiet, no_trunc, filters, repository):
             click.echo(image_id)
         return
     now = time.time()
+    if fmt:
+        for row in rows:
+            click.echo(_format_template(fmt, {
+                "Repository": row["repository"], "Tag": row["tag"], "ID": show_id(row["id"]),
+                "CreatedAt": row["created"], "CreatedSince": created_ago(row["created"], now),
+                "Size": human_size(row["size"])}))
+        return
     out = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
     for row in rows:
         out.append([row["repository"], row["tag"], show_id(row["id"]),
