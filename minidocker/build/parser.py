@@ -120,6 +120,8 @@ def _instruction(cmd, path: str) -> Instruction:
         text = cmd.original.split(None, 1)[1]
         trigger = Instruction(sub, list(cmd.value), {}, cmd.json, text, cmd.start_line, path,
                               [(h.name, h.content) for h in cmd.heredocs])
+    if not cmd.value and not cmd.json and keyword not in ("CMD", "ENTRYPOINT", "RUN"):
+        raise at_line(path, cmd.start_line, f"{keyword} requires at least one argument")
     flags = parse_flags(keyword, cmd.flags, path, cmd.start_line)
     return Instruction(keyword, list(cmd.value), flags, cmd.json, cmd.original,
                        cmd.start_line, path, [(h.name, h.content) for h in cmd.heredocs],
