@@ -136,6 +136,7 @@ class _Decompressed:
             stream = lzma.LZMAFile(raw, mode="rb")
         else:  # zstd: not in Python's standard library; the zstd tool streams it
             if not shutil.which("zstd"):
+                raw.close()
                 raise MinidockerError("a zstd-compressed layer needs the 'zstd' program "
                                       "(apt-get install zstd)")
             self.proc = subprocess.Popen(["zstd", "-dcq", "--", self.path],
