@@ -106,6 +106,31 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+# --------------------------------------------------------------------------- markers
+KERNEL_TESTS = os.path.join(REPO, "tests", "vm", "kernel-tests.txt")
+
+
+def _kernel_selection() -> list[str]:
+    """Node ids / files listed in tests/vm/kernel-tests.txt (comments with #)."""
+    try:
+        with open(KERNEL_TESTS) as f:
+            return [l.split("#")[0].strip() for l in f if l.split("#")[0].strip()]
+    except FileNotFoundError:
+        return []
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that depend on the kernel's cgroup and namespace behaviour
+    (listed in tests/vm/kernel-tests.txt) with ``kernel``: the same tests run on the host
+    (cgroup v1 here) and inside the cgroup-v2 VM (``tests/vm/run``)."""
+    selection = _kernel_selection()
+    for item in items:
+        node = item.nodeid
+        if any(node == s or node.startswith(s.rstrip("/") + "::") or
+               (s.endswith("/") and node.startswith(s)) for s in selection):
+            item.add_marker(pytest.mark.kernel)
+
+
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory):
