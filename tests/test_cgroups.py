@@ -85,6 +85,11 @@ def test_parse_proc_cgroup_v1_and_v2_lines():
     assert paths["name=systemd"] == "/user.slice"
 
 
+def test_cgroup_of_a_missing_process_is_a_clear_error():
+    with pytest.raises(CgroupError, match="no such process: 4194305"):
+        cgroups.cgroup_of_pid(4194305)  # above the kernel's largest pid
+
+
 def test_open_cgroup_rejects_paths_that_leave_the_hierarchy(tmp_path):
     root = _fake_v2_root(tmp_path)
     for bad in ("../etc", "minidocker/../../x", "", "/"):
@@ -372,6 +377,27 @@ def test_real_group_lifecycle(real_cgroup):
     cg.remove()
     assert not cg.exists()
     cg.remove()  # removing twice is harmless
+
+
+@needs_root
+@needs_cgroups
+@pytest.mark.kernel
+def test_real_kill_all_and_remove_reach_groups_nested_inside(real_cgroup):
+    """A container may make groups of its own below its group (systemd does):
+    killing and removing the container's group must take those along."""
+    cg = real_cgroup
+    inner = cgroups.open_cgroup(f"{cg.relpath}/inner")
+    inner.create()
+    proc = _spawn_in(inner, ["sleep", "60"])
+    try:
+        assert cg.pids() == [] and cg.pids(recursive=True) == [proc.pid]
+        cg.kill_all()
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        cg.remove()
+        assert not inner.exists() and not cg.exists()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @needs_root

@@ -305,12 +305,17 @@ class Cgroup:
         for directory in self.dirs():
             _write(os.path.join(directory, "cgroup.procs"), pid, f"add process {pid} to {directory}")
 
-    def pids(self) -> list[int]:
-        """The live processes in this group (from ``cgroup.procs``; sorted, no duplicates)."""
+    def pids(self, recursive: bool = False) -> list[int]:
+        """The live processes in this group (from ``cgroup.procs``; sorted, no duplicates).
+
+        ``cgroup.procs`` lists only the group's own members; with ``recursive`` the
+        members of groups made below it (say, by systemd inside a container) count too.
+        """
         found: set[int] = set()
-        for directory in self.dirs():
-            text = _read(os.path.join(directory, "cgroup.procs")) or ""
-            found.update(int(p) for p in text.split() if p.isdigit())
+        for top in self.dirs():
+            for directory in (d for d, _, _ in os.walk(top)) if recursive else [top]:
+                text = _read(os.path.join(directory, "cgroup.procs")) or ""
+                found.update(int(p) for p in text.split() if p.isdigit())
         return sorted(p for p in found if _is_live(p))
 
     def kill_all(self, timeout: float = 5.0) -> None:
@@ -324,25 +329,26 @@ class Cgroup:
         is what runc does. It is repeated until ``cgroup.procs`` is empty.
         """
         self._guard("kill the processes of")
-        if os.getpid() in self.pids():
+        if os.getpid() in self.pids(recursive=True):
             raise CgroupError(f"refusing to kill {self.relpath}: this process is in it")
         deadline = time.monotonic() + timeout
         while True:
             if not self._kill_at_once():
                 self._freeze(True)
                 try:
-                    for pid in self.pids():
+                    for pid in self.pids(recursive=True):
                         _signal(pid, signal.SIGKILL)
                 finally:
                     self._freeze(False)
             if not self._wait_empty(min(deadline, time.monotonic() + 0.5)):
                 if time.monotonic() >= deadline:
-                    raise CgroupError(f"processes still in {self.relpath} after SIGKILL: {self.pids()}")
+                    raise CgroupError(f"processes still in {self.relpath} after SIGKILL: "
+                                      f"{self.pids(recursive=True)}")
                 continue
             return
 
     def _wait_empty(self, until: float) -> bool:
-        while self.pids():
+        while self.pids(recursive=True):
             if time.monotonic() >= until:
                 return False
             time.sleep(0.01)
