@@ -316,7 +316,7 @@ def apply_layer(fileobj, dest: str) -> int:
     os.chmod(dest, 0o755)
     try:
         # errorlevel=2: a malformed header is an error, not silently skipped.
-        with tarfile.open(fileobj=fileobj, mode="r|", errorlevel=2) as tar:
+        with tarfile.open(fileobj=fileobj, mode="r|", errorlevel=2, bufsize=COPY_CHUNK) as tar:
             for member in tar:
                 extractor.apply(tar, member)
     except InvalidInput:
