@@ -299,3 +299,21 @@ def test_two_data_roots_sharing_a_bridge_never_share_an_address(private_bridge, 
         monkeypatch.setenv("MINIDOCKER_ROOT", data_root)
         net.detach_container(sa)
     assert not os.path.exists(f"/run/minidocker/addresses/{private_bridge['bridge']}")
+
+
+@needs_root
+def test_internal_network_has_no_nat_and_no_way_out(data_root):
+    import minidocker.network as net
+    from helpers_network import free_test_subnet
+    rec = net.create_network("isolated", subnet=free_test_subnet(), internal=True)
+    bridge = "br-" + rec["Id"][:12]
+    try:
+        forward = subprocess.run(["iptables", "-S", "MINIDOCKER-FORWARD"], capture_output=True, text=True).stdout
+        assert f"-A MINIDOCKER-FORWARD -i {bridge} ! -o {bridge}" in forward and "-j DROP" in forward
+        nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+        assert bridge not in nat
+        assert net.networks.get("isolated")["Internal"] is True
+    finally:
+        net.remove_network("isolated")
+    assert bridge not in _iptables_rules()
+    assert not os.path.exists(f"/sys/class/net/{bridge}")

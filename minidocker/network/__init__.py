@@ -100,7 +100,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
             with firewall.host_lock():
                 bridge.ensure(br, gateway, subnet.prefixlen)
                 bridge.enable_ip_forward()
-                firewall.add_bridge(br, str(subnet))
+                firewall.add_bridge(br, str(subnet), bool(rec.get("Internal")))
                 veth.plug(cid, pid, br, address, subnet.prefixlen, gateway)
                 _publish(cid, br, address, published)
             if user_defined:
@@ -265,7 +265,7 @@ def create_network(name: str, subnet: str | None = None, gateway: str | None = N
     try:
         with firewall.host_lock():
             bridge.ensure(br, networks.gateway_of(rec), net.prefixlen)
-            firewall.add_bridge(br, str(net))
+            firewall.add_bridge(br, str(net), internal)
     except BaseException:
         with firewall.host_lock():
             bridge.delete(br)

@@ -104,9 +104,17 @@ def comment(kind: str, name: str) -> list[str]:
     return ["-m", "comment", "--comment", f"minidocker {kind} {name}"]
 
 
-def bridge_rules(bridge: str, subnet: str) -> list[tuple[str, str, list[str]]]:
-    """The rules one bridge needs (see the module docstring)."""
+def bridge_rules(bridge: str, subnet: str, internal: bool = False) -> list[tuple[str, str, list[str]]]:
+    """The rules one bridge needs (see the module docstring). An *internal* network
+    (``network create --internal``) gets no NAT, and forwarding between it and any other
+    interface is dropped: its containers only reach each other."""
     tag = comment("bridge", bridge)
+    if internal:
+        return [
+            ("filter", FORWARD_CHAIN, ["-i", bridge, "-o", bridge, *tag, "-j", "ACCEPT"]),
+            ("filter", FORWARD_CHAIN, ["-i", bridge, "!", "-o", bridge, *tag, "-j", "DROP"]),
+            ("filter", FORWARD_CHAIN, ["-o", bridge, "!", "-i", bridge, *tag, "-j", "DROP"]),
+        ]
     return [
         ("nat", POSTROUTING_CHAIN, ["-s", subnet, "!", "-o", bridge, *tag, "-j", "MASQUERADE"]),
         ("nat", POSTROUTING_CHAIN, ["-o", bridge, "-m", "addrtype", "--src-type", "LOCAL",
@@ -116,12 +124,12 @@ def bridge_rules(bridge: str, subnet: str) -> list[tuple[str, str, list[str]]]:
     ]
 
 
-def add_bridge(bridge: str, subnet: str) -> None:
+def add_bridge(bridge: str, subnet: str, internal: bool = False) -> None:
     """Egress NAT and forwarding for one bridge. Call with :class:`host_lock` held."""
     if not available():
         return  # without iptables: no egress NAT and no -p, but containers still talk
     ensure_chains()
-    for table, chain, rule in bridge_rules(bridge, subnet):
+    for table, chain, rule in bridge_rules(bridge, subnet, internal):
         _ensure_rule(table, chain, rule)
 
 

@@ -171,6 +171,8 @@ def allocate(state: dict) -> dict:
     result = {}
     for key in exposed_ports(state):
         port, proto = split_key(key)
+        if not 0 < port < 65536 or proto not in PROTOCOLS:
+            raise InvalidInput(f"invalid containerPort: {key}")
         wanted = bindings.get(key) or ([{"HostIp": "", "HostPort": ""}] if publish_all else None)
         if not wanted:
             result[key] = None
@@ -180,6 +182,8 @@ def allocate(state: dict) -> dict:
             host_ip = binding.get("HostIp") or ""
             host_port = binding.get("HostPort") or ""
             if host_port:
+                if not str(host_port).isdigit() or not 0 < int(host_port) < 65536:
+                    raise InvalidInput(f"invalid hostPort: {host_port}")
                 hp = int(host_port)
                 if _clashes(table, proto, host_ip, hp) or not _host_port_free(host_ip, hp, proto):
                     raise Conflict(f"Bind for {host_ip or '0.0.0.0'}:{hp} failed: port is already allocated")
