@@ -190,10 +190,8 @@ class _Extractor:
                                f"unsupported tar type {member.type!r}")
 
     def opaque_whiteout(self, rel: str, member: tarfile.TarInfo) -> None:
-        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
-        path = self.target(parent + "/x" if parent else "x", member.name)
-        directory = os.path.dirname(path)
-        mark_opaque(directory)
+        # The marker itself is not written: its directory gets the overlay xattr.
+        mark_opaque(os.path.dirname(self.target(rel, member.name)))
 
     def whiteout(self, rel: str, member: tarfile.TarInfo) -> None:
         parent, _, base = rel.rpartition("/")
