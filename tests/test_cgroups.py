@@ -193,6 +193,7 @@ def test_v2_stats_and_oom_read_the_kernels_files(tmp_path):
         "memory.events": "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n",
         "cpu.stat": "usage_usec 500000\nuser_usec 400000\nsystem_usec 100000\n"
                     "nr_periods 20\nnr_throttled 15\nthrottled_usec 1500000\n",
+        "memory.stat": "anon 524288\nfile 524288\nactive_file 131072\ninactive_file 393216\n",
         "pids.current": "3\n", "pids.max": "max\n", "pids.events": "max 7\n",
         "cgroup.procs": "",
     }
@@ -203,6 +204,7 @@ def test_v2_stats_and_oom_read_the_kernels_files(tmp_path):
     assert set(stats) == set(cgroups.STATS_KEYS)
     assert stats == {
         "memory_usage": 1048576, "memory_peak": 32 * MB, "memory_limit": 32 * MB, "oom_kills": 1,
+        "memory_inactive_file": 393216,
         "cpu_usage_ns": 500_000_000, "cpu_throttled_ns": 1_500_000_000, "cpu_periods": 20,
         "cpu_throttled_periods": 15, "pids_current": 3, "pids_limit": None, "pids_limit_hits": 7,
     }
@@ -366,6 +368,7 @@ def test_real_group_lifecycle(real_cgroup):
         assert set(stats) == set(cgroups.STATS_KEYS)
         assert stats["memory_limit"] == 64 * MB and stats["pids_limit"] == 50
         assert stats["pids_current"] == 3
+        assert isinstance(stats["memory_inactive_file"], int) and stats["memory_usage"] is not None
         # What `exec` does: find a container process's group, and it is the same one.
         found = cgroups.cgroup_of_pid(proc.pid)
         assert found.version == cg.version and found.dirs() == cg.dirs()

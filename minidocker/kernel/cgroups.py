@@ -556,6 +556,8 @@ class CgroupV1(Cgroup):
             "memory_usage": mem("memory.usage_in_bytes"),
             "memory_peak": mem("memory.max_usage_in_bytes"),
             "memory_limit": None if limit is None or limit >= _UNLIMITED_V1 else limit,
+            "memory_inactive_file": _read_keyed(self._file("memory", "memory.stat") or "/nonexistent")
+            .get("total_inactive_file"),
             "oom_kills": oom.get("oom_kill", 0),
             "cpu_usage_ns": _read_int(self._file("cpuacct", "cpuacct.usage") or "/nonexistent"),
             "cpu_throttled_ns": cpu_stat.get("throttled_time"),
@@ -688,6 +690,7 @@ class CgroupV2(Cgroup):
             "memory_usage": _read_int(f("memory.current")),
             "memory_peak": _read_int(f("memory.peak")),
             "memory_limit": _read_int(f("memory.max")),
+            "memory_inactive_file": _read_keyed(f("memory.stat")).get("inactive_file"),
             "oom_kills": _read_keyed(f("memory.events")).get("oom_kill", 0),
             "cpu_usage_ns": usec("usage_usec"),
             "cpu_throttled_ns": usec("throttled_usec"),
@@ -734,6 +737,8 @@ STATS_KEYS = {
     "memory_usage": "bytes in use now (memory.usage_in_bytes / memory.current)",
     "memory_peak": "most bytes ever in use (memory.max_usage_in_bytes / memory.peak)",
     "memory_limit": "the limit in bytes, None for none",
+    "memory_inactive_file": "page cache the kernel can drop at once (memory.stat); "
+                            "docker stats shows memory_usage minus this",
     "oom_kills": "processes the OOM killer killed in the group",
     "cpu_usage_ns": "CPU time used, all CPUs together (cpuacct.usage / cpu.stat usage_usec)",
     "cpu_throttled_ns": "time spent throttled by the CPU quota (cpu.stat)",
