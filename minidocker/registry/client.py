@@ -114,16 +114,35 @@ class _Body:
 
 
 class _CheckedStream:
-    """Verifies digest and size as the bytes pass, and checks at end of stream, so a
-    truncated or corrupt blob is reported as such before anything keeps it."""
+    """Checks the size as the bytes pass, and at the end of the stream, so that a
+    truncated blob is reported as such and a server cannot send more than announced.
 
-    def __init__(self, body, expected_digest, expected_size, what):
-        self.verifier = digests.VerifyingReader(body, expected_digest, expected_size, what)
+    With ``hash_it`` the digest is checked here too; a layer streamed into
+    ``store.add_layer(..., expected=digest)`` skips that, because the store hashes what
+    it writes and refuses a blob whose digest is not the expected one (hashing twice
+    would cost a second pass over every byte)."""
+
+    def __init__(self, body, expected_digest, expected_size, what, hash_it=True):
+        self.body = body
+        self.verifier = digests.VerifyingReader(body, expected_digest, expected_size, what) \
+            if hash_it else None
+        self.expected_digest, self.expected_size, self.what = expected_digest, expected_size, what
+        self.count = 0
 
     def read(self, n: int = -1) -> bytes:
-        data = self.verifier.read(n)
-        if not data:
-            self.verifier.verify()
+        if self.verifier is not None:
+            data = self.verifier.read(n)
+            if not data:
+                self.verifier.verify()
+            return data
+        data = self.body.read(n)
+        self.count += len(data)
+        if self.count > self.expected_size:
+            raise digests.DigestMismatch(f"{self.what} {self.expected_digest}: more data than "
+                                         f"the announced {self.expected_size} bytes")
+        if not data and self.count != self.expected_size:
+            raise digests.DigestMismatch(f"{self.what} {self.expected_digest}: got {self.count} "
+                                         f"bytes, expected {self.expected_size} (truncated?)")
         return data
 
 
@@ -385,10 +404,15 @@ def _fetch_one_layer(store, registry, repo, desc, diff_id, progress, cancel) -> 
     try:
         body = _Body(r, f"layer {desc['digest']}", cancel,
                      lambda n: progress.update(layer_id, "Downloading", n, desc["size"]))
-        stream = _CheckedStream(body, desc["digest"], desc["size"], "layer")
+        stream = _CheckedStream(body, desc["digest"], desc["size"], "layer", hash_it=False)
         try:
             added = store.add_layer(stream, media_type=desc["mediaType"], expected=desc["digest"])
+        except digests.DigestMismatch:
+            raise
         except InvalidInput as e:
+            if "digest mismatch" in str(e):      # the store's check: say what it means
+                raise digests.DigestMismatch(f"layer {desc['digest']}: content does not match "
+                                             f"its digest ({e})") from None
             raise InvalidInput(f"layer {desc['digest']}: {e}" if desc["digest"] not in str(e)
                                else str(e)) from None
     finally:
