@@ -257,3 +257,18 @@ def test_intermediate_images_hidden_without_all(data_root):
     # now the former parent is a dangling image of its own
     assert md("images", "-q").out.split() == [parent[7:19]]
     assert f"deleted: {parent}" in md("image", "prune", "-f").out.splitlines()
+
+
+def test_parallel_imports_share_one_layer(data_root, tmp_path):
+    """Several commands at once: every image recorded, every tag kept, one layer dir."""
+    tar = tmp_path / "fs.tar"
+    tar.write_bytes(gzip.compress(rootfs_tar({f"f{i}": os.urandom(5000) for i in range(100)})))
+    procs = [subprocess.Popen([sys.executable, "-m", "minidocker", "import", str(tar), f"p{i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(5)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert [r[2] for r in results] == [0] * 5, results
+    rows = md("images", "--format", "{{.Repository}}").out.split()
+    assert sorted(rows) == [f"p{i}" for i in range(5)]
+    root = os.environ["MINIDOCKER_ROOT"]
+    assert len(os.listdir(os.path.join(root, "layers"))) == 1
+    assert os.listdir(os.path.join(root, "tmp")) == []
