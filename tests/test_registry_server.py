@@ -133,6 +133,10 @@ def test_unknown_blob_and_upload_errors(reg):
     assert r.status_code == 404 and error_code(r) == "BLOB_UPLOAD_UNKNOWN"
     r = requests.get(f"{reg.url}/v2/Bad_Name/tags/list")
     assert r.status_code == 400 and error_code(r) == "NAME_INVALID"
+    upload(reg, "lab/app", b"make the repository exist")
+    for ref in (".hidden", "-dash"):
+        r = requests.get(f"{reg.url}/v2/lab/app/manifests/{ref}")
+        assert r.status_code == 400 and error_code(r) == "TAG_INVALID"
 
 
 def test_blobs_are_per_repository_and_cross_repo_mount_links_them(reg):

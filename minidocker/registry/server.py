@@ -397,6 +397,8 @@ class Storage:
             if not _valid_digest(ref):
                 raise RegistryError(400, "DIGEST_INVALID", "invalid digest", {"digest": ref})
             digest = ref
+        elif not TAG_RE.match(ref):      # also keeps "..", "." out of the tags directory
+            raise RegistryError(400, "TAG_INVALID", "manifest tag did not match URI", {"tag": ref})
         else:
             try:
                 with open(self._tag_file(name, ref)) as f:
