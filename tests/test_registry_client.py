@@ -415,3 +415,19 @@ def test_image_listing_the_same_layer_twice_round_trips(tmp_path, busybox_rootfs
     assert pulled == image_id
     assert len(fresh.image_manifest(pulled)["layers"]) == 3
     assert len([x for x in layer_lines(out) if x.endswith("Pull complete")]) == 2
+
+
+def test_run_of_a_missing_image_pulls_it_first(tmp_path, source):
+    """The slides' last step: on "another machine", run pulls the image, then runs it."""
+    store, image_id = source
+    with embedded(tmp_path) as reg:
+        ref = f"{reg.host}/john1/cowsay"
+        store.tag(image_id, ref)
+        push(store, ref)
+        root = str(tmp_path / "another-machine")
+        r = minidocker("run", "--rm", "--network", "none", "-e", "MESSAGE=welcome home", ref,
+                       "sh", "-c", 'echo "$MESSAGE"; cat /etc/motd', root=root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "welcome home\npushed by minidocker\n"
+    assert r.stderr.splitlines()[0] == f"Unable to find image '{ref}:latest' locally"
+    assert f"Status: Downloaded newer image for {ref}:latest" in r.stderr
