@@ -176,6 +176,9 @@ def test_import_file_compressed_and_stdin(data_root, tmp_path):
     assert info["RepoTags"] == ["fromstdin:latest"]
     assert info["Config"] == {"Cmd": ["/bin/x"], "Env": ["A=1", "B=two"], "WorkingDir": "/etc"}
     assert info["Comment"] == "Imported from -"
+    layer_dir = info["GraphDriver"]["Data"]["LowerDir"]
+    assert os.path.isfile(os.path.join(layer_dir, "etc/hello"))
+    assert layer_dir.endswith(info["RootFS"]["Layers"][0][7:])
     assert md("image", "inspect", "-f", "{{.Comment}}", "fromxz").out == "from xz\n"
     # the same content, whatever the compression, is one layer on disk
     root = os.environ["MINIDOCKER_ROOT"]

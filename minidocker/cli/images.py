@@ -477,6 +477,10 @@ def inspect_image(store, image_id: str) -> dict:
                    "Layers": list(config.get("rootfs", {}).get("diff_ids", []))},
         "Manifest": {"mediaType": manifest.get("mediaType"),
                      "layers": manifest.get("layers", [])},
+        # Where the layers are on disk, top-most first, as overlayfs' lowerdir wants
+        # them (Docker shows its overlay2 directories here too).
+        "GraphDriver": {"Name": "overlay",
+                        "Data": {"LowerDir": ":".join(reversed(store.layer_dirs(image_id)))}},
         "Metadata": {"LastTagTime": ""},
     }
 
@@ -508,6 +512,8 @@ def _format_template(template: str, obj) -> str:
         if expr.startswith("json "):
             return json.dumps(evaluate(expr[5:].strip()), separators=(",", ":"))
         value = evaluate(expr)
+        if isinstance(value, bool):
+            return str(value).lower()
         if isinstance(value, list):
             return "[" + " ".join(map(str, value)) + "]"
         if isinstance(value, dict):
