@@ -250,3 +250,31 @@ def test_bad_tag_is_refused_before_building(bb, tmp_path):
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\n"})
     r = build(bb, ctx, "-t", "Bad:Tag:x", ok=False)
     assert r.returncode == 125 and "invalid reference format" in r.stderr
+
+
+def test_dockerfile_from_stdin_with_heredocs(bb, tmp_path):
+    import subprocess
+    import sys
+    dockerfile = ("FROM busybox\n"
+                  "RUN cat <<EOF > /fed.txt\nline one\nline two\nEOF\n"
+                  "RUN <<EOT\necho script > /script.txt\nEOT\n")
+    r = subprocess.run([sys.executable, "-m", "minidocker", "build", "--network", "none",
+                        "-t", "stdin", "-"], input=dockerfile, capture_output=True, text=True,
+                       env={**os.environ, "MINIDOCKER_ROOT": bb}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Step 2/3 : RUN cat <<EOF > /fed.txt" in r.stdout
+    tree = image_tree(bb, "stdin")
+    assert tree["fed.txt"][4] == "line one\nline two\n"
+    assert tree["script.txt"][4] == "script\n"
+    assert not os.listdir(os.path.join(bb, "tmp"))   # the scratch Dockerfile is gone
+
+
+def test_unsupported_flags_are_refused(bb, tmp_path):
+    for text, message in [("COPY --parents a.txt /x/", "COPY --parents is not supported"),
+                          ("RUN --mount=type=cache,target=/x true", "RUN --mount is not supported"),
+                          ("FROM --platform=linux/s390x busybox", "minidocker builds only for")]:
+        ctx = write_context(tmp_path / str(abs(hash(text))), {
+            "Dockerfile": ("" if text.startswith("FROM") else "FROM busybox\n") + text + "\n",
+            "a.txt": "a"})
+        r = build(bb, ctx, ok=False)
+        assert r.returncode == 1 and message in r.stderr, r.stderr

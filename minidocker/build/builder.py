@@ -293,6 +293,12 @@ class Build:
                                  "name can't start with a number or contain symbols")
             if any(s.name == name for s in self.stages):
                 raise inst.error(f"duplicate name {name!r} for build stage")
+        if "platform" in inst.flags:
+            from ..image.store import host_architecture
+            platform = self.expand_meta(inst, str(inst.flags["platform"]))
+            if platform not in ("linux", f"linux/{host_architecture()}"):
+                raise inst.error(f"FROM --platform={platform}: minidocker builds only for "
+                                 f"linux/{host_architecture()}")
         base = self.expand_meta(inst, args[0])
         if not base:
             raise inst.error("FROM: base name should not be blank")

@@ -80,9 +80,11 @@ def shell_or_exec(stage, inst: Instruction) -> list[str]:
         return list(inst.args)
     shell = cfg(stage).get("Shell") or DEFAULT_SHELL
     text = " ".join(inst.args)
-    if inst.heredocs and re.fullmatch(r"<<-?['\"]?" + re.escape(inst.heredocs[0][0]) + r"['\"]?",
-                                      text.strip()):
-        text = inst.heredocs[0][1]
+    if inst.heredocs:
+        if re.fullmatch(r"<<-?['\"]?" + re.escape(inst.heredocs[0][0]) + r"['\"]?", text.strip()):
+            text = inst.heredocs[0][1]          # the heredoc *is* the script
+        else:                                   # a heredoc fed to a command: the shell reads it
+            text = inst.original.split(None, 1)[1]
     return list(shell) + [text]
 
 
@@ -496,7 +498,15 @@ def plan_copy(build, stage, inst: Instruction, keyword: str) -> tuple[CopyPlan, 
     return plan, source_view
 
 
+#: flags Docker's parser knows but minidocker does not implement (``--link`` only
+#: changes how BuildKit caches a layer, not what the layer holds, so it is accepted)
+UNSUPPORTED_COPY_FLAGS = ("parents", "exclude", "checksum", "keep-git-dir")
+
+
 def prepare_copy(build, stage, inst: Instruction, keyword: str = "COPY") -> Step:
+    for flag in UNSUPPORTED_COPY_FLAGS:
+        if flag in inst.flags:
+            raise inst.error(f"{keyword} --{flag} is not supported by minidocker")
     plan, source_view = plan_copy(build, stage, inst, keyword)
     chown = expand(stage, inst, str(inst.flags["chown"])) if "chown" in inst.flags else None
     chmod = None

@@ -37,6 +37,8 @@ def _build_args(items) -> dict[str, str]:
 def build(tags, dockerfile, build_args, target, no_cache, quiet, network, context):
     """Build an image from a Dockerfile."""
     from ..build.builder import Build
+    if context == "-" or dockerfile == "-":
+        return _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network)
     if dockerfile is not None and not os.path.isabs(dockerfile) and \
             not os.path.exists(dockerfile):
         dockerfile = os.path.join(context, dockerfile)   # relative to the context
@@ -44,3 +46,28 @@ def build(tags, dockerfile, build_args, target, no_cache, quiet, network, contex
         dockerfile = os.path.abspath(dockerfile)
     Build(context, dockerfile=dockerfile, tags=tags, build_args=_build_args(build_args),
           target=target, no_cache=no_cache, quiet=quiet, network=network).run()
+
+
+def _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network):
+    """``build - < Dockerfile`` (no context at all) or ``build -f - DIR``: the Dockerfile
+    comes from stdin and is written to a scratch file for the build."""
+    import shutil
+    import sys
+    import tempfile
+
+    from .. import paths
+    from ..build.builder import Build
+    scratch_root = os.path.join(paths.data_root(), "tmp")
+    os.makedirs(scratch_root, exist_ok=True)
+    scratch = tempfile.mkdtemp(dir=scratch_root, prefix="stdin-build-")
+    try:
+        dockerfile = os.path.join(scratch, "Dockerfile")
+        with open(dockerfile, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f)
+        if context == "-":
+            context = os.path.join(scratch, "empty-context")
+            os.mkdir(context)
+        Build(context, dockerfile=dockerfile, tags=tags, build_args=_build_args(build_args),
+              target=target, no_cache=no_cache, quiet=quiet, network=network).run()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
