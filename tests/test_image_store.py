@@ -234,6 +234,10 @@ def test_collect_garbage_removes_unreferenced_content(store):
     assert not store.has_layer(orphan["diff_id"])
     assert store.layer_dirs(image_id)[0] and os.path.isdir(store.layer_dirs(image_id)[0])
     assert freed > 0
+    stray = os.path.join(store.layerdb_dir, "ab" * 32 + ".json")
+    open(stray, "w").close()
+    store.collect_garbage(grace_seconds=0)
+    assert not os.path.exists(stray)
     # scratch files: a dead command's are removed, a running one's are kept
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -712,6 +712,12 @@ class Store:
                     freed += self.layer_size(diff_id)
                     self._remove_layer_dir(diff_id)
                     removed.append(diff_id)
+            for name in _listdir(self.layerdb_dir):
+                # a record whose layer never made it into place (a crash in between)
+                path = os.path.join(self.layerdb_dir, name)
+                if name.endswith(".json") and old(path) and \
+                        not os.path.isdir(os.path.join(self.layers_dir, name[:-5])):
+                    _unlink_quietly(path)
             for name in _listdir(self.tmp_dir):
                 path = os.path.join(self.tmp_dir, name)
                 owner = scratch_owner(name)
