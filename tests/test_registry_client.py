@@ -297,7 +297,7 @@ def test_bearer_token_flow(tmp_path, source, private_config):
             ref = f"{reg.host}/john1/cowsay:v1"
             store.tag(image_id, ref)
             from minidocker.errors import MinidockerError
-            with pytest.raises(MinidockerError, match="incorrect username or password"):
+            with pytest.raises(MinidockerError, match="authentication required"):
                 push(store, ref)                           # anonymous: token refused
             r = minidocker("login", "-u", "alice", "-p", "wrong", reg.host)
             assert r.returncode == 125 and "incorrect username or password" in r.stderr

@@ -152,7 +152,10 @@ class Registry:
         except requests.exceptions.RequestException as e:
             raise MinidockerError(f"cannot reach the token server {realm}: {_reason(e)}") from None
         if r.status_code == 401:
-            raise RegistryUnauthorized(f"{self.host}: unauthorized: incorrect username or password")
+            if self.credentials:
+                raise RegistryUnauthorized(f"{self.host}: unauthorized: incorrect username or password")
+            raise RegistryUnauthorized(f"{self.host}: unauthorized: authentication required "
+                                       f"(run 'minidocker login {self.host}')")
         if r.status_code >= 400:
             raise RegistryUnauthorized(f"{self.host}: token server {realm}: {error_message(r)}")
         try:
