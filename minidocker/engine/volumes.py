@@ -142,10 +142,13 @@ def volume_names_of(state: dict) -> set[str]:
 
 
 def remove(name: str, force: bool = False) -> None:
-    """``volume rm``: refuse while a container uses it (even a stopped one), as Docker."""
+    """``volume rm``: refuse while a container uses it (even a stopped one), as Docker
+    does -- also with ``-f``, which only makes a missing volume no error."""
+    if force and not exists(name):
+        return
     inspect(name)
     in_use = users(name)
-    if in_use and not force:
+    if in_use:
         raise Conflict(f"remove {name}: volume is in use - [{', '.join(in_use)}]")
     with paths.locked("volumes"):
         shutil.rmtree(volume_dir(name), ignore_errors=True)

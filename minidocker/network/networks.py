@@ -213,7 +213,7 @@ def get(ref: str) -> dict:
         return _virtual_record(ref)
     if ref == DEFAULT_NETWORK:
         return default_record()
-    if os.path.exists(record_path(ref)) and NAME_RE.match(ref):
+    if NAME_RE.match(ref) and os.path.exists(record_path(ref)):
         return paths.read_json(record_path(ref))
     matches = [rec for rec in all_networks() if rec["Id"].startswith(ref)] if len(ref) >= 1 else []
     if len(matches) == 1:
