@@ -278,3 +278,12 @@ def test_unsupported_flags_are_refused(bb, tmp_path):
             "a.txt": "a"})
         r = build(bb, ctx, ok=False)
         assert r.returncode == 1 and message in r.stderr, r.stderr
+
+
+def test_proxy_build_args_reach_run_but_not_the_cache_key(bb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo proxy=$http_proxy > /p\n"})
+    build(bb, ctx, *NONE, "-t", "p1", "--build-arg", "http_proxy=http://127.0.0.1:3128")
+    assert image_tree(bb, "p1")["p"][4] == "proxy=http://127.0.0.1:3128\n"
+    r = build(bb, ctx, *NONE, "-t", "p2", "--build-arg", "http_proxy=http://127.0.0.1:9999")
+    assert "Using cache" in r.stdout and "not consumed" not in r.stdout
+    assert image_config(bb, "p1")["config"]["Image"]     # the parent, as Docker records it

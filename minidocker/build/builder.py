@@ -54,6 +54,11 @@ from ..errors import MinidockerError, NotFound
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
+#: Docker's predefined build args: usable by RUN without an ARG line, and left out of
+#: the cache key and the history (a proxy setting must not change the image)
+PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+              "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+
 
 def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -156,7 +161,7 @@ class Build:
         self.context.file_set = set(self.context.files)
         self.build_args = dict(build_args or {})
         self.meta_args: dict[str, str | None] = {}
-        self.used_args: set[str] = set()
+        self.used_args: set[str] = {a for a in PROXY_ARGS if a in self.build_args}
         self.target = target
         self.no_cache = no_cache
         self.quiet = quiet
@@ -364,6 +369,9 @@ class Build:
         """Write the stage's current config and layers as a new image."""
         created = now_rfc3339()
         stage.config["created"] = created
+        # Docker's classic builder names the parent image in the config: what lets
+        # ``images`` tell a build's intermediate steps from images people made
+        cfg(stage)["Image"] = stage.image_id or ""
         entry = {"created": created,
                  "created_by": step.history if step.history else f"/bin/sh -c #(nop)  {step.text}"}
         if not stage.added_layer:
@@ -400,7 +408,10 @@ class Build:
         if stage.image_id is None:
             # a container needs an image to start from: record the scratch stage first
             self.commit(stage, Step("(scratch)"))
-        opts = {"entrypoint": "", "env": args, "network": self.network, "pull": False,
+        declared = {a.partition("=")[0] for a in args}
+        proxies = [f"{k}={self.build_args[k]}" for k in PROXY_ARGS
+                   if k in self.build_args and k not in declared]
+        opts = {"entrypoint": "", "env": args + proxies, "network": self.network, "pull": False,
                 "workdir": cfg(stage).get("WorkingDir") or None,
                 "user": cfg(stage).get("User") or None}
         container = engine_create.create_container(self.store, stage.image_id, command, opts)
