@@ -118,6 +118,18 @@ def test_rmi_by_id_with_tags_in_several_repositories(busybox_image):
     assert out[2] == f"Deleted: {busybox_image}"
 
 
+def test_rmi_last_tag_takes_the_repositorys_digest_references(busybox_image):
+    from minidocker.image.store import Store
+    digest_ref = "busybox@sha256:" + "d" * 64
+    Store().tag(busybox_image, digest_ref)
+    Store().tag(busybox_image, "other:1")
+    assert md("rmi", "busybox").out.splitlines() == [
+        "Untagged: busybox:latest", f"Untagged: {digest_ref}"]
+    assert md("images", "-q").out.split() == [busybox_image[7:19]]  # other:1 keeps it
+    out = md("rmi", "other:1").out.splitlines()
+    assert out[:2] == ["Untagged: other:1", f"Deleted: {busybox_image}"]
+
+
 def test_rmi_missing_goes_on_and_exits_1(busybox_image):
     md("tag", "busybox", "b2")
     result = md("rmi", "nosuch", "b2", check=False)

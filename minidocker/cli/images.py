@@ -322,7 +322,6 @@ def remove_image(store, ref: str, force: bool = False) -> list[str]:
       it (refused without -f; with -f the image stays, untagged, so that the
       container keeps its layers).
     """
-    from ..image.reference import familiar_name
     lines = []
     try:
         image_id = store.resolve(ref)
@@ -343,11 +342,19 @@ def remove_image(store, ref: str, force: bool = False) -> list[str]:
                            f"referenced image {short_id(image_id)}")
         store.untag(key)
         lines.append(f"Untagged: {key}")
-        if len(tags) > 1 or users:
+        remaining = [t for t in tags if t != key]
+        same_repo = [t for t in remaining if _repo_of(t) == _repo_of(key)]
+        if same_repo and all("@" in t for t in same_repo):
+            # Docker: with the repository's last tag gone, its digest references
+            # (name@sha256:..., from a pull) go too.
+            for digest_ref in same_repo:
+                store.untag(digest_ref)
+                lines.append(f"Untagged: {digest_ref}")
+                remaining.remove(digest_ref)
+        if remaining or users:
             return lines
     else:
-        repositories = {familiar_name(t.split("@")[0]) if "@" in t else t.rsplit(":", 1)[0]
-                        for t in tags}
+        repositories = {_repo_of(t) for t in tags}
         if len(repositories) > 1 and not force:
             raise Conflict(f"conflict: unable to delete {short_id(image_id)} (must be "
                            "forced) - image is referenced in multiple repositories")
@@ -369,6 +376,10 @@ def remove_image(store, ref: str, force: bool = False) -> list[str]:
     for removed in store.delete_image(image_id):
         lines.append(f"Deleted: {removed}")
     return lines
+
+
+def _repo_of(key: str) -> str:
+    return _split_repo_tag(key)[0]
 
 
 def _normalised(ref: str) -> str:
