@@ -126,8 +126,17 @@ def test_rmi_last_tag_takes_the_repositorys_digest_references(busybox_image):
     assert md("rmi", "busybox").out.splitlines() == [
         "Untagged: busybox:latest", f"Untagged: {digest_ref}"]
     assert md("images", "-q").out.split() == [busybox_image[7:19]]  # other:1 keeps it
+    # a digest reference shows as the DIGEST of its repository's row, or as a row
+    Store().tag(busybox_image, "other@sha256:" + "e" * 64)
+    Store().tag(busybox_image, "pinned@sha256:" + "f" * 64)
+    rows = [r.split()[:4] for r in md("images", "--digests").out.splitlines()]
+    assert rows == [["REPOSITORY", "TAG", "DIGEST", "IMAGE"],
+                    ["other", "1", "sha256:" + "e" * 64, busybox_image[7:19]],
+                    ["pinned", "<none>", "sha256:" + "f" * 64, busybox_image[7:19]]]
+    Store().untag("pinned@sha256:" + "f" * 64)
     out = md("rmi", "other:1").out.splitlines()
-    assert out[:2] == ["Untagged: other:1", f"Deleted: {busybox_image}"]
+    assert out[:3] == ["Untagged: other:1", "Untagged: other@sha256:" + "e" * 64,
+                       f"Deleted: {busybox_image}"]
 
 
 def test_rmi_missing_goes_on_and_exits_1(busybox_image):

@@ -142,6 +142,19 @@ def _matches_repository(key: str, wanted: str) -> bool:
     return not want_tag or fnmatch.fnmatchcase(tag, want_tag)
 
 
+def _display_keys(keys: list[str]) -> list[tuple[str | None, str | None]]:
+    """(reference, digest) per row, as ``docker images`` groups them: one row per tag;
+    a digest reference (``repo@sha256:...``) gets a row of its own only when its
+    repository has no tag on this image (else it is that row's DIGEST)."""
+    if not keys:
+        return [(None, None)]
+    digests = {_repo_of(k): _split_repo_tag(k)[1] for k in keys if "@" in k}
+    tagged = {_repo_of(k) for k in keys if "@" not in k}
+    rows = [(k, digests.get(_repo_of(k))) for k in keys if "@" not in k]
+    rows += [(k, _split_repo_tag(k)[1]) for k in keys if "@" in k and _repo_of(k) not in tagged]
+    return rows
+
+
 def image_rows(store, all_images=False, repository=None, filters=None):
     """Rows of ``docker images``: one per tag, ``<none>`` for an untagged image."""
     filters = filters or {}
@@ -156,8 +169,7 @@ def image_rows(store, all_images=False, repository=None, filters=None):
             want = filters["dangling"][-1].lower() in ("true", "1")
             if dangling != want:
                 continue
-        keys = image["tags"] or [None]
-        for key in keys:
+        for key, digest in _display_keys(image["tags"]):
             if repository and (key is None or not _matches_repository(key, repository)):
                 continue
             if "reference" in filters and (key is None or not any(
@@ -167,6 +179,7 @@ def image_rows(store, all_images=False, repository=None, filters=None):
             if key and "@" in key:
                 tag = NONE  # a digest reference has no tag
             rows.append({"repository": repo, "tag": tag, "id": image["id"],
+                         "digest": digest or NONE,
                          "created": image["created"], "size": image["size"]})
     return rows
 
@@ -176,12 +189,13 @@ def image_rows(store, all_images=False, repository=None, filters=None):
               help="Show all images (default hides intermediate images).")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("--digests", is_flag=True, help="Show digests.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER",
               help="Filter output: dangling=true|false, reference=PATTERN.")
 @click.option("--format", "fmt", default=None, metavar="TEMPLATE",
               help="Go-like template per image: {{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}...")
 @click.argument("repository", required=False)
-def images(all_images, quiet, no_trunc, filters, fmt, repository):
+def images(all_images, quiet, no_trunc, digests, filters, fmt, repository):
     """List images."""
     store = _store()
     if repository:
@@ -203,13 +217,16 @@ def images(all_images, quiet, no_trunc, filters, fmt, repository):
         for row in rows:
             click.echo(_format_template(fmt, {
                 "Repository": row["repository"], "Tag": row["tag"], "ID": show_id(row["id"]),
+                "Digest": row["digest"],
                 "CreatedAt": row["created"], "CreatedSince": created_ago(row["created"], now),
                 "Size": human_size(row["size"])}))
         return
-    out = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+    out = [["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) +
+           ["IMAGE ID", "CREATED", "SIZE"]]
     for row in rows:
-        out.append([row["repository"], row["tag"], show_id(row["id"]),
-                    created_ago(row["created"], now), human_size(row["size"])])
+        out.append([row["repository"], row["tag"]] + ([row["digest"]] if digests else []) +
+                   [show_id(row["id"]), created_ago(row["created"], now),
+                    human_size(row["size"])])
     click.echo(table(out))
 
 
