@@ -141,18 +141,8 @@ def commit_container(container, repository: str | None = None, message: str = ""
     parent_layers = _parent_descriptors(store, parent_id, parent)
     lowers = store.layer_dirs(parent_id)
     exclude = engine_made_paths(container)
-    os.makedirs(store.tmp_dir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=store.tmp_dir, prefix="commit-") as tar:
-        hashing = _HashingWriter(tar)
-        with paused(container, pause):
-            layer_changes.layer_tar_from_upperdir(container.upper_dir, hashing, lowers,
-                                                  exclude=exclude)
-        tar.seek(0)
-        # an uncompressed layer: its blob digest is its diff_id
-        blob = hashing.digest()
-        new_blobs = [] if store.has_blob(blob) else [blob]
-        new_layers = [] if store.has_layer(blob) else [blob]
-        layer = store.add_layer(tar, expected=blob)
+    with paused(container, pause):
+        layer = store_layer_from_upperdir(store, container.upper_dir, lowers, exclude)
     try:
         state = container.state
         command = [state.get("Path") or "", *(state.get("Args") or [])]
@@ -164,9 +154,49 @@ def commit_container(container, repository: str | None = None, message: str = ""
         if repository:
             store.tag(image_id, repository)
     except BaseException:
-        store.discard_unreferenced(new_blobs, new_layers)
+        store.discard_unreferenced([layer["digest"]], [layer["diff_id"]])
         raise
     return image_id
+
+
+def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclude=()) -> dict:
+    """Pack ``upper`` into a layer tar and hand it to ``store.add_layer`` as it is made:
+    a thread writes the tar into a pipe that the store reads, so no temporary copy of
+    the layer is written and memory stays flat whatever its size.
+
+    If either side fails, what the store may have kept of the (partial) tar is removed:
+    its digest is known, since the writer hashes every byte it sends.
+    """
+    import threading
+    read_end, write_end = os.pipe()
+    hashing = _HashingWriter(None)
+    failure: list[BaseException] = []
+
+    def produce():
+        try:
+            with os.fdopen(write_end, "wb") as pipe:
+                hashing.f = pipe
+                layer_changes.layer_tar_from_upperdir(upper, hashing, lowers, exclude=exclude)
+        except BrokenPipeError:
+            pass                        # the store stopped reading: its error is reported
+        except BaseException as e:      # noqa: BLE001 - handed to the caller below
+            failure.append(e)
+
+    writer = threading.Thread(target=produce, name="layer-tar-writer")
+    writer.start()
+    layer, store_error = None, None
+    try:
+        with os.fdopen(read_end, "rb") as pipe:   # closing it unblocks a stuck writer
+            layer = store.add_layer(pipe)
+    except BaseException as e:      # noqa: BLE001 - re-raised below, after the undo
+        store_error = e
+    writer.join()
+    if failure or store_error:
+        # uncompressed: the blob's digest is its diff_id
+        store.discard_unreferenced([hashing.digest()], [hashing.digest()])
+        # the writer's error says why (a truncated tar is only its consequence)
+        raise failure[0] if failure else store_error
+    return layer
 
 
 def _parent_descriptors(store: Store, image_id: str, config: dict) -> list[dict]:

@@ -637,17 +637,40 @@ class _Undo:
 def load_archive(store: Store, src, say=print) -> list[str]:
     """Load every image of the archive read from ``src`` (a binary stream). Calls
     ``say`` with Docker's lines (``Loaded image: busybox:latest``, or ``Loaded image ID:
-    sha256:...`` for an image without a name) and returns the image ids."""
-    store._ensure_dirs()
-    spooled = spool_archive(src, store.tmp_dir)
+    sha256:...`` for an image without a name) and returns the image ids.
+
+    A plain tar in a regular file (``load -i FILE``, ``load < FILE``) is read where it
+    is; anything else (a pipe, a compressed archive) is first spooled to ``$ROOT/tmp``.
+    """
+    os.makedirs(store.tmp_dir, exist_ok=True)
+    spooled = None
+    if _is_plain_tar_file(src):
+        path = f"/proc/self/fd/{src.fileno()}"
+    else:
+        path = spooled = spool_archive(src, store.tmp_dir)
     try:
-        archive = _Archive(spooled)
+        archive = _Archive(path)
         try:
             return _load_from(store, archive, say)
         finally:
             archive.close()
     finally:
-        os.unlink(spooled)
+        if spooled:
+            os.unlink(spooled)
+
+
+def _is_plain_tar_file(src) -> bool:
+    """True for an uncompressed archive in a regular file we can seek in."""
+    import stat
+    try:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            return False
+        start = src.tell()
+        head = src.read(8)
+        src.seek(start)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+    return start == 0 and detect_compression(head) is None
 
 
 def _load_from(store: Store, archive: _Archive, say) -> list[str]:
