@@ -172,6 +172,7 @@ class Build:
         os.makedirs(self.tmp_dir, exist_ok=True)
         self.scratch_dirs: list[str] = []
         self.created_images: list[str] = []
+        self.images_before = set(self.store.image_ids())   # never discard one of these
         self.stages: list[Stage] = []
 
     # ------------------------------------------------------------------ output
@@ -380,7 +381,8 @@ class Build:
         stage.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         stage.config["rootfs"]["diff_ids"] = [layer["diff_id"] for layer in stage.layers]
         image_id = self.store.write_image(stage.config, stage.layers)
-        self.created_images.append(image_id)
+        if image_id not in self.images_before:
+            self.created_images.append(image_id)
         stage.load_image(image_id)
 
     # ------------------------------------------------------------------ COPY --from

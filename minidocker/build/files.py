@@ -213,12 +213,12 @@ class Staging:
         mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
         self.set_meta(target, mode, owner, st.st_mtime_ns)
 
-    def add_dir(self, image_path: str, st: os.stat_result, owner, chmod, keep_meta=True):
+    def add_dir(self, image_path: str, st: os.stat_result, owner, chmod):
+        """A directory from the source tree: its mode (or ``--chmod``) and owner."""
         target = self.host(image_path)
         self.ensure_dir(image_path, owner)
-        if keep_meta:
-            mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
-            self.set_meta(target, mode, owner, st.st_mtime_ns)
+        mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
+        self.set_meta(target, mode, owner, st.st_mtime_ns)
 
     def add_bytes(self, image_path: str, data: bytes, mode: int, owner) -> None:
         target = self.host(image_path)

@@ -491,8 +491,9 @@ def plan_copy(build, stage, inst: Instruction, keyword: str) -> tuple[CopyPlan, 
     workdir = cfg(stage).get("WorkingDir") or "/"
     plan.dest_is_dir = dest.endswith("/") or dest.endswith("/.") or dest in (".", "")
     plan.dest = clean_path(posixpath.join(workdir, dest))
-    several = len(plan.sources) > 1 or any(has_wildcards(p) for p in patterns)
-    if several and len(plan.sources) > 1 and not plan.dest_is_dir:
+    # Docker: "If multiple <src> resources are specified, either directly or due to the
+    # use of a wildcard, then <dest> must be a directory, and it must end with a slash"
+    if len(plan.sources) > 1 and not plan.dest_is_dir:
         raise inst.error(f"When using {keyword} with more than one source file, the "
                          "destination must be a directory and end with a /")
     return plan, source_view
@@ -593,9 +594,7 @@ def copy_one(build, staging, view: ImageView, source_view, plan: CopyPlan, src: 
         staging.add_bytes(target, src.content.encode(), chmod if chmod is not None else 0o644, owner)
         return
     if stat.S_ISDIR(src.st.st_mode):
-        staging.ensure_dir(dest, owner)
-        if not (view.lstat(dest) is not None and stat.S_ISDIR(view.lstat(dest).st_mode)):
-            staging.add_dir(dest, src.st, owner, chmod, keep_meta=False)
+        staging.ensure_dir(dest, owner)   # an existing dest keeps its metadata
         if src.kind == "context":
             prefix = src.rel + "/" if src.rel else ""
             entries = [rel[len(prefix):] for rel in build.context.files if rel.startswith(prefix)]
