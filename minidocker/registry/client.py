@@ -95,6 +95,7 @@ class _Body:
         self.cancel = cancel
         self.on_progress = on_progress
         self.count = 0
+        self.done = False
 
     def read(self, n: int = -1) -> bytes:
         import requests
@@ -107,9 +108,11 @@ class _Body:
                 ConnectionError, TimeoutError) as e:
             raise MinidockerError(f"{self.what}: connection lost while downloading "
                                   f"after {self.count} bytes ({type(e).__name__})") from None
-        self.count += len(data)
-        if self.on_progress:
-            self.on_progress(self.count)
+        if data or not self.done:
+            self.count += len(data)
+            if self.on_progress:
+                self.on_progress(self.count, done=not data)
+        self.done = not data
         return data
 
 
@@ -402,8 +405,13 @@ def _fetch_one_layer(store, registry, repo, desc, diff_id, progress, cancel) -> 
     existed_layer = store.has_layer(diff_id)
     r = registry.request("GET", f"/v2/{repo}/blobs/{desc['digest']}", stream=True)
     try:
-        body = _Body(r, f"layer {desc['digest']}", cancel,
-                     lambda n: progress.update(layer_id, "Downloading", n, desc["size"]))
+        def on_progress(count, done):
+            if not done:
+                progress.update(layer_id, "Downloading", count, desc["size"])
+            elif count == desc["size"]:   # all in; the store now checks and extracts it
+                progress.update(layer_id, "Download complete")
+
+        body = _Body(r, f"layer {desc['digest']}", cancel, on_progress)
         stream = _CheckedStream(body, desc["digest"], desc["size"], "layer", hash_it=False)
         try:
             added = store.add_layer(stream, media_type=desc["mediaType"], expected=desc["digest"])

@@ -124,7 +124,15 @@ def load_htpasswd(path: str) -> dict[str, str]:
             if line and not line.startswith("#") and ":" in line:
                 user, hashed = line.split(":", 1)
                 users[user] = hashed
+    if any(h.startswith(("$2y$", "$2b$", "$2a$")) for h in users.values()) and not _bcrypt_available():
+        raise InvalidInput(f"{path}: bcrypt hashes need the 'bcrypt' package or Python's "
+                           "crypt module (removed in Python 3.13)")
     return users
+
+
+def _bcrypt_available() -> bool:
+    import importlib.util
+    return any(importlib.util.find_spec(m) is not None for m in ("bcrypt", "crypt"))
 
 
 def check_password(password: str, hashed: str) -> bool:
