@@ -88,7 +88,9 @@ def cli(root):
 
 def main(argv=None):
     try:
-        cli.main(args=argv, prog_name="minidocker", standalone_mode=False)
+        # standalone_mode=False: click returns a command's exit code instead of exiting
+        code = cli.main(args=argv, prog_name="minidocker", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except MinidockerError as e:
         click.echo(f"minidocker: {e}", err=True)
         sys.exit(e.exit_code)

@@ -189,7 +189,7 @@ def ps(all_, quiet, no_trunc):
         command = json.dumps(command if no_trunc or len(command) <= 20 else command[:19] + "…")
         rows.append([c.id if no_trunc else c.short_id, c.state.get("ImageName") or c.image_id[7:19],
                      command, ago(c.state["Created"]), _status(c), _ports(c), c.name])
-    click.echo(table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows))
+    click.echo(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], *rows]))
 
 
 @click.command()
@@ -267,7 +267,7 @@ def exec_(detach, interactive, tty, env, user, workdir, container, command):
 
 
 @click.command()
-@click.option("-f", "--format", "fmt", help="Format output using a Go-template-like {{.Field.Sub}} path")
+@click.option("-f", "--format", "fmt", help="Format output using a Go-like template ({{.State.Pid}})")
 @click.option("--type", "kind", type=click.Choice(["container", "image"]), help="Only this kind of object")
 @click.argument("names", nargs=-1, required=True)
 def inspect(fmt, kind, names):
@@ -290,8 +290,9 @@ def inspect(fmt, kind, names):
                 click.echo(f"Error: No such object: {name}", err=True)
                 failed = True
     if fmt:
+        from .format import format_template
         for r in results:
-            click.echo(_format_path(r, fmt))
+            click.echo(format_template(fmt, r))
     else:
         click.echo(json.dumps(results, indent=4))
     if failed:
@@ -306,32 +307,9 @@ def _inspect_container(c) -> dict:
 
 
 def _inspect_image(name) -> dict:
+    from .images import inspect_image
     store = _store()
-    image_id = store.resolve(name)
-    config = store.image_config(image_id)
-    return {"Id": image_id, "RepoTags": sorted(store.tags_of(image_id)), "Created": config.get("created"),
-            "Architecture": config.get("architecture"), "Os": config.get("os"),
-            "Config": config.get("config", {}), "RootFS": config.get("rootfs", {}),
-            "Size": store.image_size(image_id)}
-
-
-def _format_path(obj, fmt: str) -> str:
-    """A small subset of Go templates: ``{{.State.Pid}}`` and ``{{json .Config}}``."""
-    import re
-
-    def value(m):
-        as_json, path = m.group(1), m.group(2)
-        v = obj
-        for part in [p for p in path.split(".") if p]:
-            v = v.get(part) if isinstance(v, dict) else None
-        if as_json:
-            return json.dumps(v)
-        if isinstance(v, bool):
-            return str(v).lower()
-        if v is None:
-            return "<no value>"
-        return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
-    return re.sub(r"\{\{\s*(json\s+)?(\.[\w.]*)\s*\}\}", value, fmt)
+    return inspect_image(store, store.resolve(name))
 
 
 @click.command()
@@ -357,4 +335,4 @@ def top(container):
         header = lines[0].replace("  UID", "UID").split()
         rows = [l.split(None, len(header) - 1) for l in lines[1:]]
         from .format import table
-        click.echo(table(header, rows))
+        click.echo(table([header, *rows]))

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime
+import json
+import re
+
+from ..errors import InvalidInput
 
 
-def table(header: list[str], rows: list[list[str]], pad: int = 3) -> str:
-    """Columns padded like Docker's tabwriter (the last column is not padded)."""
-    widths = [len(h) for h in header]
-    for row in rows:
-        widths = [max(w, len(str(cell))) for w, cell in zip(widths, row)]
+def table(rows: list[list[str]]) -> str:
+    """Columns like Docker's ``tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)``: each column as
+    wide as its widest cell plus 3, at least 10; the last column unpadded."""
+    if not rows:
+        return ""
+    widths = [max(10, max(len(r[c]) for r in rows) + 3) for c in range(len(rows[0]) - 1)]
     lines = []
-    for row in [header, *rows]:
-        cells = [str(cell).ljust(w + pad) for cell, w in zip(row[:-1], widths)]
-        lines.append(("".join(cells) + str(row[-1])).rstrip())
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
+        lines.append("".join(cells).rstrip())
     return "\n".join(lines)
 
 
@@ -34,7 +39,8 @@ def parse_time(text: str) -> datetime.datetime | None:
 
 
 def human_duration(seconds: float) -> str:
-    """Docker's go-units HumanDuration: "Less than a second", "5 seconds", "About a minute"..."""
+    """Docker's ``units.HumanDuration``: "Less than a second", "About a minute",
+    "4 minutes", "About an hour", "3 hours", "2 days", "3 weeks", "5 months", "2 years"."""
     s = int(seconds)
     if s < 1:
         return "Less than a second"
@@ -42,23 +48,35 @@ def human_duration(seconds: float) -> str:
         return "1 second"
     if s < 60:
         return f"{s} seconds"
-    m = s // 60
-    if m == 1:
+    minutes = s // 60
+    if minutes == 1:
         return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(round(seconds / 3600))
+    if hours == 1:
         return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{s // 3600 // 24 // 365} years"
+
+
+def human_size(size: float) -> str:
+    """Docker's ``units.HumanSizeWithPrecision(size, 3)``: decimal units, 3 significant
+    digits: ``2.05MB``, ``123kB``, ``0B``."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    i = 0
+    size = float(size)
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g}{units[i]}"
 
 
 def since(text: str) -> float:
@@ -70,3 +88,40 @@ def since(text: str) -> float:
 
 def ago(text: str) -> str:
     return f"{human_duration(since(text))} ago" if parse_time(text) else ""
+
+
+def format_template(template: str, obj) -> str:
+    """A small subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``,
+    ``{{json .X}}``, ``{{index .RootFS.Layers 0}}`` (negative indexes count from the end)."""
+
+    def lookup(path):
+        value = obj
+        for part in [p for p in path.split(".") if p]:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def evaluate(expr):
+        words = expr.split()
+        if len(words) == 3 and words[0] == "index":
+            value = lookup(words[1])
+            try:
+                return value[int(words[2])] if isinstance(value, list) else \
+                    (value or {}).get(words[2].strip('"'))
+            except (IndexError, ValueError):
+                raise InvalidInput(f"template: index out of range: {words[2]}") from None
+        return lookup(expr)
+
+    def render(match):
+        expr = match.group(1).strip()
+        if expr.startswith("json "):
+            return json.dumps(evaluate(expr[5:].strip()), separators=(",", ":"))
+        value = evaluate(expr)
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, list):
+            return "[" + " ".join(map(str, value)) + "]"
+        if isinstance(value, dict):
+            return "map[" + " ".join(f"{k}:{v}" for k, v in value.items()) + "]"
+        return "<no value>" if value is None else str(value)
+
+    return re.sub(r"\{\{(.*?)\}\}", render, template)

@@ -15,71 +15,18 @@ import time
 import click
 
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
+from .format import format_template, human_duration, human_size, table
 
 NONE = "<none>"
 
 
 # =========================================================================== formatting
-def human_size(size: float) -> str:
-    """Docker's ``units.HumanSizeWithPrecision(size, 3)``: decimal units, 3 significant
-    digits: ``2.05MB``, ``123kB``, ``0B``."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    size = float(size)
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000
-        i += 1
-    return f"{size:.3g}{units[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's ``units.HumanDuration``: "Less than a second", "About a minute",
-    "4 minutes", "About an hour", "3 hours", "2 days", "3 weeks", "5 months", "2 years"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(round(seconds / 3600))
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{s // 3600 // 24 // 365} years"
-
-
 def created_ago(created: str, now: float | None = None) -> str:
     from ..image.store import parse_created
     when = parse_created(created)
     if when is None:
         return "N/A"
     return human_duration((now or time.time()) - when) + " ago"
-
-
-def table(rows: list[list[str]]) -> str:
-    """Columns like Docker's ``tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)``: each column as
-    wide as its widest cell plus 3, at least 10; the last column unpadded."""
-    if not rows:
-        return ""
-    widths = [max(10, max(len(r[c]) for r in rows) + 3) for c in range(len(rows[0]) - 1)]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
-        lines.append("".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 def short_id(image_id: str) -> str:
@@ -215,7 +162,7 @@ def images(all_images, quiet, no_trunc, digests, filters, fmt, repository):
     now = time.time()
     if fmt:
         for row in rows:
-            click.echo(_format_template(fmt, {
+            click.echo(format_template(fmt, {
                 "Repository": row["repository"], "Tag": row["tag"], "ID": show_id(row["id"]),
                 "Digest": row["digest"],
                 "CreatedAt": row["created"], "CreatedSince": created_ago(row["created"], now),
@@ -513,44 +460,6 @@ def inspect_image(store, image_id: str) -> dict:
     }
 
 
-def _format_template(template: str, obj) -> str:
-    """A small subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``,
-    ``{{json .X}}``, ``{{index .RootFS.Layers 0}}`` (negative indexes count from the end)."""
-    import re
-
-    def lookup(path):
-        value = obj
-        for part in [p for p in path.split(".") if p]:
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
-
-    def evaluate(expr):
-        words = expr.split()
-        if len(words) == 3 and words[0] == "index":
-            value = lookup(words[1])
-            try:
-                return value[int(words[2])] if isinstance(value, list) else \
-                    (value or {}).get(words[2].strip('"'))
-            except (IndexError, ValueError):
-                raise InvalidInput(f"template: index out of range: {words[2]}") from None
-        return lookup(expr)
-
-    def render(match):
-        expr = match.group(1).strip()
-        if expr.startswith("json "):
-            return json.dumps(evaluate(expr[5:].strip()), separators=(",", ":"))
-        value = evaluate(expr)
-        if isinstance(value, bool):
-            return str(value).lower()
-        if isinstance(value, list):
-            return "[" + " ".join(map(str, value)) + "]"
-        if isinstance(value, dict):
-            return "map[" + " ".join(f"{k}:{v}" for k, v in value.items()) + "]"
-        return "<no value>" if value is None else str(value)
-
-    return re.sub(r"\{\{(.*?)\}\}", render, template)
-
-
 @click.command("inspect")
 @click.option("-f", "--format", "fmt", default=None, help="Format output using a Go-like template.")
 @click.argument("images", nargs=-1, required=True)
@@ -565,7 +474,7 @@ def image_inspect(fmt, images):
             errors.append(f"Error: No such image: {ref}")
     if fmt:
         for item in found:
-            click.echo(_format_template(fmt, item))
+            click.echo(format_template(fmt, item))
     else:
         click.echo(json.dumps(found, indent=4))
     for e in errors:

@@ -35,7 +35,7 @@ def ls(quiet, no_trunc):
         for row in rows:
             click.echo(row[0])
         return
-    click.echo(table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows))
+    click.echo(table([["NETWORK ID", "NAME", "DRIVER", "SCOPE"], *rows]))
 
 
 def _parse_labels(items) -> dict:
@@ -95,9 +95,9 @@ def inspect(fmt, networks):
             continue
         results.append(dict(rec, Containers=containers_on(rec["Name"])))
     if fmt:
-        from .containers import _format_path
+        from .format import format_template
         for r in results:
-            click.echo(_format_path(r, fmt))
+            click.echo(format_template(fmt, r))
     elif results or not failed:
         click.echo(json.dumps(results, indent=4))
     if failed:

@@ -39,7 +39,7 @@ def ls(quiet):
         for rec in records:
             click.echo(rec["Name"])
         return
-    click.echo(table(["DRIVER", "VOLUME NAME"], [[r["Driver"], r["Name"]] for r in records], pad=4))
+    click.echo(table([["DRIVER", "VOLUME NAME"], *[[r["Driver"], r["Name"]] for r in records]]))
 
 
 @volume.command("inspect")
@@ -56,9 +56,9 @@ def inspect(fmt, names):
             click.echo(f"Error response from daemon: {e}", err=True)
             failed = True
     if fmt:
-        from .containers import _format_path
+        from .format import format_template
         for r in results:
-            click.echo(_format_path(r, fmt))
+            click.echo(format_template(fmt, r))
     elif results or not failed:
         click.echo(json.dumps(results, indent=4))
     if failed:
