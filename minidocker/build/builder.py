@@ -156,8 +156,8 @@ class Build:
         self.tags = [normalize_name(t) for t in tags]   # bad names fail before any work
         self.context_dir = context_dir
         path = dockerfile or os.path.join(context_dir, "Dockerfile")
-        self.dockerfile = parse_file(path)
         self.context = BuildContext(context_dir)
+        self.dockerfile = parse_file(path)
         self.context.file_set = set(self.context.files)
         self.build_args = dict(build_args or {})
         self.meta_args: dict[str, str | None] = {}

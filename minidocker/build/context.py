@@ -160,8 +160,10 @@ class BuildContext:
     """The context directory as COPY and ADD see it."""
 
     def __init__(self, root: str, dockerfile_path: str | None = None):
-        if not os.path.isdir(root):
+        if not os.path.exists(root):
             raise BuildError(f"unable to prepare context: path {root!r} not found")
+        if not os.path.isdir(root):
+            raise BuildError(f"unable to prepare context: context must be a directory: {root}")
         self.root = os.path.realpath(root)
         ignore_file = os.path.join(self.root, ".dockerignore")
         text = ""

@@ -221,10 +221,7 @@ def prepare_expose(build, stage, inst: Instruction) -> Step:
 
 
 def prepare_volume(build, stage, inst: Instruction) -> Step:
-    if inst.json:
-        volumes = [expand(stage, inst, v) for v in inst.args]
-    else:
-        volumes = [v for w in inst.args for v in expand_words(stage, inst, w)]
+    volumes = [expand(stage, inst, v) for v in inst.args]
     if not volumes or any(not v.strip() for v in volumes):
         raise inst.error("VOLUME specified can not be an empty string")
 
@@ -463,11 +460,9 @@ def _image_sources(view: ImageView, inst, pattern: str, keyword: str) -> list[So
 
 
 def plan_copy(build, stage, inst: Instruction, keyword: str) -> tuple[CopyPlan, ImageView | None]:
-    args = list(inst.args)
-    if inst.json:
-        args = [expand(stage, inst, a) for a in args]
-    else:
-        args = [w for a in args for w in expand_words(stage, inst, a)]
+    # Docker's parser already split the words (on whitespace, or as a JSON array); each
+    # is then expanded as *one* word: a value with a space does not split a path.
+    args = [expand(stage, inst, a) for a in inst.args]
     if len(args) < 2:
         raise inst.error(f"{keyword} requires at least two arguments, but only one was provided"
                          if args else f"{keyword} requires at least two arguments")
