@@ -145,15 +145,16 @@ def compress(data: bytes, kind: str | None) -> bytes:
 
 
 def make_image(store, name: str, rootfs: str | None, layers: list[dict] | None = None,
-               cmd=("sh",), env=None) -> str:
+               cmd=("sh",), env=None, compression: str | None = "gzip") -> str:
     """An image in ``store`` tagged ``name``: the busybox ``rootfs`` as a gzip layer
-    (if given) plus one layer per ``{path: content}`` dict in ``layers``."""
+    (if given) plus one layer per ``{path: content}`` dict in ``layers`` (compressed
+    with ``compression``)."""
     from minidocker.image.store import new_config
     descriptors = []
     if rootfs:
         descriptors.append(store.add_layer(io.BytesIO(compress(tar_bytes({}, rootfs), "gzip"))))
     for files in layers or []:
-        descriptors.append(store.add_layer(io.BytesIO(compress(tar_bytes(files), "gzip"))))
+        descriptors.append(store.add_layer(io.BytesIO(compress(tar_bytes(files), compression))))
     config = new_config(cmd=list(cmd), env=env, diff_ids=[d["diff_id"] for d in descriptors],
                         created="2026-01-01T00:00:00Z")
     image_id = store.write_image(config, descriptors)

@@ -431,3 +431,39 @@ def test_run_of_a_missing_image_pulls_it_first(tmp_path, source):
     assert r.stdout == "welcome home\npushed by minidocker\n"
     assert r.stderr.splitlines()[0] == f"Unable to find image '{ref}:latest' locally"
     assert f"Status: Downloaded newer image for {ref}:latest" in r.stderr
+
+
+MEMORY_PROBE = """
+import io, json, sys
+from minidocker.image.store import Store
+from minidocker.registry import client
+verb, root, ref = sys.argv[1:4]
+getattr(client, verb)(ref, Store(root), io.StringIO())
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):          # this process's peak resident memory
+        print(int(line.split()[1]) * 1024)
+"""
+
+
+def test_memory_stays_flat_for_a_big_layer(tmp_path, busybox_rootfs):
+    """Push and pull of a 96 MB layer, each in a fresh process: its peak memory stays
+    far below the layer's size (every blob streams, none is read whole)."""
+    import subprocess
+    import sys
+    size = 96 << 20
+    store = new_store(tmp_path, "source")
+    big = {"data/big": os.urandom(size)}
+    image_id = make_image(store, "big:1", None, [big], compression=None)
+    del big
+    with embedded(tmp_path) as reg:
+        ref = f"{reg.host}/lab/big:1"
+        store.tag(image_id, ref)
+        peaks = {}
+        for verb, root in (("push", store.root), ("pull", str(tmp_path / "fresh"))):
+            r = subprocess.run([sys.executable, "-c", MEMORY_PROBE, verb, root, ref],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+            peaks[verb] = int(r.stdout.split()[-1])
+    print({verb: f"{peak >> 20} MB" for verb, peak in peaks.items()})
+    for verb, peak in peaks.items():
+        assert peak < size // 2, f"{verb} peaked at {peak >> 20} MB for a {size >> 20} MB layer"
