@@ -255,7 +255,9 @@ def changes_from_upperdir(upper: str, lower_dirs: list[str] | None = None,
                 continue
             if stat.S_ISDIR(st.st_mode) and is_opaque_dir(full):
                 record(path, "C" if below is not None else "A")
-                if below is not None and stat.S_ISDIR(below.st_mode):
+                if below is None:
+                    record_parent(path)
+                elif stat.S_ISDIR(below.st_mode):
                     present = set(os.listdir(full))
                     for gone in lower_children(lower_dirs, child_rel) - present:
                         record(f"{path}/{gone}", "D")
