@@ -360,6 +360,9 @@ def test_not_an_image_archive(store, image, data_root, tmp_path):
     assert_refused(str(path), "no manifest.json, index.json or repositories", data_root)
     r = minidocker("load", "-i", tmp_path / "missing.tar")
     assert r.returncode == 125 and "no such file or directory" in r.stderr
+    r = minidocker("load", input="")
+    assert r.returncode == 125
+    assert r.stderr == "minidocker: requested load from stdin, but stdin is empty\n"
 
 
 # =========================================================================== memory

@@ -649,6 +649,10 @@ def load_archive(store: Store, src, say=print) -> list[str]:
     else:
         path = spooled = spool_archive(src, store.tmp_dir)
     try:
+        if os.path.getsize(path) == 0:
+            from_stdin = getattr(src, "name", None) in ("<stdin>", 0)
+            raise InvalidInput("requested load from stdin, but stdin is empty" if from_stdin
+                               else "invalid archive: empty file")
         archive = _Archive(path)
         try:
             return _load_from(store, archive, say)
