@@ -176,3 +176,19 @@ def test_export_is_the_flat_filesystem(store, tmp_path):
     image_id = md_ok("import", out, "flat:1").strip()
     assert md_ok(*RUN, "--rm", image_id, "cat", "/root/new") == "x\n"
     assert len(store.image_config(image_id)["rootfs"]["diff_ids"]) == 1
+
+
+def test_export_running_container(store, tmp_path):
+    cid = md_ok(*RUN, "-d", "busybox", "sh", "-c", "echo live > /live; exec sleep 600").strip()
+    try:
+        for _ in range(100):
+            if "A /live" in md_ok("diff", cid):
+                break
+            subprocess.run(["sleep", "0.05"])
+        r = minidocker("export", cid, text=False)
+        assert r.returncode == 0, r.stderr
+        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
+            assert tar.extractfile("live").read() == b"live\n"
+            assert "bin/busybox" in tar.getnames()
+    finally:
+        minidocker("rm", "-f", cid)

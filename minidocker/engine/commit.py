@@ -229,12 +229,19 @@ def export_container(container, out, store: Store | None = None) -> None:
     """``docker export``: the container's whole filesystem as one flat tar (the image's
     layers with the container's changes applied), the counterpart of ``import``.
 
-    The merged view is made by the kernel, not by hand: a private, read-only overlay
-    with the container's upper dir as the top-most *lower* dir (whiteouts and opaque
-    dirs work in any layer), mounted under ``$ROOT/tmp`` for as long as the tar takes.
+    The merged view is made by the kernel, not by hand. A running container's overlay
+    is mounted already; for a stopped one, a private, read-only overlay with the
+    container's upper dir as the top-most *lower* dir (whiteouts and opaque dirs work in
+    any layer) is mounted under ``$ROOT/tmp`` for as long as the tar takes.
     """
     from ..kernel import mounts, syscalls
     store = store or Store()
+    if container.state.get("State", {}).get("Running") and mounts.is_mountpoint(container.rootfs):
+        # running: its overlay is mounted already (the container's own mounts, /proc and
+        # the bind-mounted /etc files, live in its mount namespace, not here). A second
+        # overlay over a live upper dir would be "undefined behaviour" (overlayfs.rst).
+        layer_changes.layer_tar_from_upperdir(container.rootfs, out)
+        return
     os.makedirs(store.tmp_dir, exist_ok=True)
     lowers = [container.upper_dir] + list(reversed(store.layer_dirs(container.image_id)))
     if len(lowers) < 2:
