@@ -158,7 +158,6 @@ class Build:
         path = dockerfile or os.path.join(context_dir, "Dockerfile")
         self.context = BuildContext(context_dir)
         self.dockerfile = parse_file(path)
-        self.context.file_set = set(self.context.files)
         self.build_args = dict(build_args or {})
         self.meta_args: dict[str, str | None] = {}
         self.used_args: set[str] = {a for a in PROXY_ARGS if a in self.build_args}

@@ -173,6 +173,7 @@ class BuildContext:
         self.patterns = parse_dockerignore(text)
         self.has_exceptions = any(p.exclusion for p in self.patterns)
         self.files = self._walk()
+        self.file_set = set(self.files)
 
     def ignored(self, relpath: str) -> bool:
         return bool(self.patterns) and is_ignored(self.patterns, relpath)

@@ -422,7 +422,8 @@ def _context_sources(build, inst, pattern: str, keyword: str) -> list[Source]:
         # a matched directory brings its contents; keep the top-most matches only
         tops = [m for m in matches if not any(m.startswith(o + "/") for o in matches)]
         return [Source("context", m, os.path.join(ctx.root, m)) for m in tops]
-    if rel and rel not in ctx.file_set:
+    # a directory that is itself ignored still exists if a '!' line kept something in it
+    if rel and rel not in ctx.file_set and not any(f.startswith(rel + "/") for f in ctx.files):
         raise inst.error(f"{keyword} failed: file not found in build context or excluded "
                          f"by .dockerignore: stat {rel}: file does not exist")
     host = os.path.join(ctx.root, rel) if rel else ctx.root
