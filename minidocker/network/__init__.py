@@ -77,9 +77,9 @@ def attach_container(state: dict, pid: int) -> dict:
     return _attach_bridge(state, pid, networks.get(mode))
 
 
-def _endpoint(rec, ip, gateway, prefixlen, mac, aliases=None) -> dict:
+def _endpoint(rec, ip, gateway, prefixlen, mac, aliases=None, endpoint_id="") -> dict:
     return {"IPAMConfig": None, "Links": None, "Aliases": aliases, "NetworkID": rec["Id"],
-            "EndpointID": secrets.token_hex(32) if ip else "", "Gateway": gateway,
+            "EndpointID": endpoint_id, "Gateway": gateway,
             "IPAddress": ip, "IPPrefixLen": prefixlen, "IPv6Gateway": "",
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": mac}
 
@@ -91,7 +91,9 @@ def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
     cid, name = state["Id"], state.get("Name") or state["Id"][:12]
     br, subnet, gateway = networks.bridge_name(rec), networks.subnet_of(rec), networks.gateway_of(rec)
     user_defined = rec["Name"] != networks.DEFAULT_NETWORK
-    entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": ipam.process_start_time(pid)}
+    endpoint_id = secrets.token_hex(32)
+    entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": ipam.process_start_time(pid),
+             "EndpointID": endpoint_id}
     cleanup_stale()  # addresses and ports of containers that died without a detach
     with paths.locked("networks"):
         address = ipam.allocate(rec["Name"], subnet, gateway, entry, bridge=br)
@@ -116,7 +118,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
     settings["Ports"] = published
     aliases = [cid[:12]] if user_defined else None
     settings["Networks"][rec["Name"]] = _endpoint(rec, address, gateway, subnet.prefixlen,
-                                                  veth.mac_for(address), aliases)
+                                                  veth.mac_for(address), aliases, endpoint_id)
     if not user_defined:
         # Docker fills the top-level fields for the default bridge only.
         settings.update({"Gateway": gateway, "IPAddress": address,
@@ -284,7 +286,7 @@ def containers_on(name: str) -> dict:
     prefix = networks.subnet_of(rec).prefixlen
     found = {}
     for ip, lease in ipam.leases_of(rec["Name"]).items():
-        found[lease["Container"]] = {"Name": lease.get("Name", ""), "EndpointID": "",
+        found[lease["Container"]] = {"Name": lease.get("Name", ""), "EndpointID": lease.get("EndpointID", ""),
                                      "MacAddress": mac_for(ip), "IPv4Address": f"{ip}/{prefix}",
                                      "IPv6Address": ""}
     return found
