@@ -98,6 +98,8 @@ def test_minidocker_pulls_and_runs_what_skopeo_pushed(fmt, reg, tmp_path, busybo
     root = str(tmp_path / "md")
     out = pull_with_cli(root, ref)
     assert out.count("Pull complete") == 3
+    from minidocker.image.store import Store
+    assert Store(root).resolve(ref) == raw["config"]["digest"]     # id = config digest
     assert run_in_minidocker(root, ref, "cat", "/etc/motd", "/etc/plain") == (
         f"made by hand, pushed by skopeo as {fmt}\nan uncompressed layer\n")
 

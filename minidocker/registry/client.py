@@ -318,14 +318,19 @@ def pull(ref: str, store=None, out=None, quiet: bool = False) -> str:
     if len(diff_ids) != len(manifest["layers"]):
         raise InvalidInput(f"{r.familiar()}: the manifest has {len(manifest['layers'])} layers "
                            f"but the config {len(diff_ids)} diff_ids")
-    image_id = _canonical_image_id(store, config)
+    # The image id is the digest of the config *as the registry has it* (Docker's rule):
+    # the config is stored byte for byte, so the id is the same on every machine.
+    image_id = manifest["config"]["digest"]
     up_to_date = store.has_image(image_id)
     if not up_to_date:
         layers = _fetch_layers(store, registry, r, manifest["layers"], diff_ids, progress)
+        config_is_new = not store.has_blob(image_id)
         try:
-            image_id = store.write_image(config, layers)
+            store.put_blob(config_bytes, expected=image_id)
+            store.record_image(image_id, layers)
         except BaseException:
-            _forget_new_layers(store, layers)
+            config_record = {"digest": image_id, "_new_blob": config_is_new}
+            _forget_new_layers(store, layers + [config_record])
             raise
         remember_sources(store, [layer["digest"] for layer in layers], r.name)
     name = store.tag(image_id, str(r))
@@ -333,11 +338,6 @@ def pull(ref: str, store=None, out=None, quiet: bool = False) -> str:
     status = "Image is up to date" if up_to_date else "Downloaded newer image"
     progress.message(f"Status: {status} for {name}")
     return image_id
-
-
-def _canonical_image_id(store, config: dict) -> str:
-    from ..image.store import canonical_json
-    return digests.digest_bytes(canonical_json(config))
 
 
 def _fetch_layers(store, registry, r, descriptors, diff_ids, progress) -> list[dict]:
@@ -435,22 +435,11 @@ def _fetch_one_layer(store, registry, repo, desc, diff_id, progress, cancel) -> 
 
 
 def _forget_new_layers(store, records) -> None:
-    """Undo ``add_layer`` for blobs and layer dirs this pull created (and only those)."""
-    import shutil
-    for rec in records:
-        if rec.get("_new_blob"):
-            for path in (store.blob_path(rec["digest"]),
-                         os.path.join(store.layerdb_dir, "blobs", rec["digest"].split(":")[1])):
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-        if rec.get("_new_layer") and store.has_layer(rec["diff_id"]):
-            shutil.rmtree(store.layer_dir(rec["diff_id"]), ignore_errors=True)
-            try:
-                os.unlink(os.path.join(store.layerdb_dir, rec["diff_id"].split(":")[1] + ".json"))
-            except FileNotFoundError:
-                pass
+    """Undo ``add_layer`` for the blobs and layer dirs this pull created (and only
+    those: what was there before stays, even if no image uses it)."""
+    store.discard_unreferenced(
+        blob_digests=[rec["digest"] for rec in records if rec.get("_new_blob")],
+        diff_ids=[rec["diff_id"] for rec in records if rec.get("_new_layer")])
 
 
 # =========================================================================== push
