@@ -221,7 +221,10 @@ def changes_from_upperdir(upper: str, lower_dirs: list[str] | None = None,
     - the parent of an ``A`` or ``D`` is always listed as ``C`` (adding ``/root/x``
       changes ``/root``) - that is the slide's ``C /root`` / ``A /root/.bash_history``;
     - an opaque directory: its old contents are gone, so each name the image had there
-      and the upper dir does not is listed ``D``.
+      and the upper dir does not is listed ``D``. (Docker prints ``D /dir`` for it,
+      then ``A`` lines for what is in it now: a deleted directory with content. We
+      print what a user sees instead: the directory is still there, changed, and these
+      names in it are gone.)
 
     ``lower_dirs`` are the image's extracted layers, bottom-most first; ``exclude``:
     see :func:`skipped_paths`.
