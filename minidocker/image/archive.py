@@ -185,13 +185,14 @@ def save_images(store: Store, refs: list[str], out_fileobj) -> None:
         })
         for tag in image.tags:
             full = reference.parse(tag)
-            index_entries.append({**descriptor, "annotations": {
-                ANNOTATION_IMAGE_NAME: str(full), ANNOTATION_REF_NAME: full.tag}})
-            repo, _, tag_name = tag.rpartition(":")
-            # the legacy file maps a tag to the top layer's id, as Docker's save does
-            top = split_digest(manifest["layers"][-1]["digest"]) if manifest["layers"] else \
-                split_digest(image.image_id)
-            repositories.setdefault(repo, {})[tag_name] = top
+            annotations = {ANNOTATION_IMAGE_NAME: str(full)}
+            if full.tag:
+                annotations[ANNOTATION_REF_NAME] = full.tag
+                # the legacy file maps a tag to the top layer's id, as Docker's save does
+                top = split_digest(manifest["layers"][-1]["digest"]) if manifest["layers"] \
+                    else split_digest(image.image_id)
+                repositories.setdefault(reference.familiar_name(full), {})[full.tag] = top
+            index_entries.append({**descriptor, "annotations": annotations})
         if not image.tags:
             index_entries.append(descriptor)
     epoch = source_date_epoch()
