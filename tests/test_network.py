@@ -317,3 +317,26 @@ def test_internal_network_has_no_nat_and_no_way_out(data_root):
         net.remove_network("isolated")
     assert bridge not in _iptables_rules()
     assert not os.path.exists(f"/sys/class/net/{bridge}")
+
+
+@needs_root
+def test_a_bridge_left_by_a_deleted_data_root_is_removed_by_the_next_command(tmp_path, monkeypatch):
+    import shutil
+    import minidocker.network as net
+    from helpers_network import free_test_subnet
+    gone = tmp_path / "gone-root"
+    gone.mkdir()
+    monkeypatch.setenv("MINIDOCKER_ROOT", str(gone))
+    rec = net.create_network("leftover", subnet=free_test_subnet())
+    bridge = "br-" + rec["Id"][:12]
+    try:
+        shutil.rmtree(gone)  # the data root goes, the network was never removed
+        assert os.path.exists(f"/sys/class/net/{bridge}")
+        other = tmp_path / "next-root"
+        other.mkdir()
+        monkeypatch.setenv("MINIDOCKER_ROOT", str(other))
+        assert _cli(str(other), "network", "ls").returncode == 0  # any networking command
+        assert not os.path.exists(f"/sys/class/net/{bridge}")
+        assert bridge not in _iptables_rules()
+    finally:
+        net.remove_everything_for_tests([bridge])

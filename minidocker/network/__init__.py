@@ -101,6 +101,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
             published = ports.allocate(state)
             with firewall.host_lock():
                 bridge.ensure(br, gateway, subnet.prefixlen)
+                bridge.register(br, paths.data_root(), rec["Name"])
                 bridge.enable_ip_forward()
                 firewall.add_bridge(br, str(subnet), bool(rec.get("Internal")))
                 veth.plug(cid, pid, br, address, subnet.prefixlen, gateway)
@@ -199,6 +200,7 @@ def _remove_default_bridge_if_unused() -> None:
     if ipam.leases_of(networks.DEFAULT_NETWORK) or bridge.ports(br):
         return  # still in use (by us, or by another data root sharing the bridge)
     bridge.delete(br)
+    bridge.unregister(br)
     firewall.remove_bridge(br)
 
 
@@ -217,13 +219,15 @@ def cleanup_stale() -> list[str]:
                 stale.add(lease["Container"])
     leased = {lease["Container"] for rec in records for lease in ipam.leases_of(rec["Name"]).values()}
     stale |= set(ports.load_table().values()) - leased
+    from . import bridge
     default_path = networks.record_path(networks.DEFAULT_NETWORK)
     bridge_orphaned = False
     if os.path.exists(default_path):
-        from . import bridge
         rec = paths.read_json(default_path)
         bridge_orphaned = (bridge.exists(networks.bridge_name(rec)) and not leased
                            and not bridge.ports(networks.bridge_name(rec)))
+    if bridge.orphans():
+        _remove_orphan_bridges()
     if not stale and not bridge_orphaned:
         return []
     with paths.locked("networks"):
@@ -234,6 +238,16 @@ def cleanup_stale() -> list[str]:
             with firewall.host_lock():
                 _remove_default_bridge_if_unused()
     return sorted(stale)
+
+
+def _remove_orphan_bridges() -> None:
+    """Bridges (and their rules) left by data roots that are gone: see bridge.orphans()."""
+    from . import bridge, firewall
+    with firewall.host_lock():
+        for br in bridge.orphans():  # asked again, now under the lock
+            bridge.delete(br)
+            bridge.unregister(br)
+            firewall.remove_bridge(br)
 
 
 def remove_network(ref: str) -> str:
@@ -253,6 +267,7 @@ def remove_network(ref: str) -> str:
             _release_locked(lease["Container"])
         with firewall.host_lock():
             bridge.delete(networks.bridge_name(rec))
+            bridge.unregister(networks.bridge_name(rec))
             firewall.remove_bridge(networks.bridge_name(rec))
         networks.delete_record(name)
     return name
@@ -267,10 +282,12 @@ def create_network(name: str, subnet: str | None = None, gateway: str | None = N
     try:
         with firewall.host_lock():
             bridge.ensure(br, networks.gateway_of(rec), net.prefixlen)
+            bridge.register(br, paths.data_root(), name)
             firewall.add_bridge(br, str(net), internal)
     except BaseException:
         with firewall.host_lock():
             bridge.delete(br)
+            bridge.unregister(br)
             firewall.remove_bridge(br)
         networks.delete_record(name)
         raise
@@ -299,5 +316,6 @@ def remove_everything_for_tests(bridge_names=()) -> None:
     with firewall.host_lock():
         for br in bridge_names:
             bridge.delete(br)
+            bridge.unregister(br)
             firewall.remove_bridge(br)
 

@@ -109,3 +109,44 @@ def delete(name: str) -> None:
 
 def prefixlen_of(subnet: str) -> int:
     return ipaddress.ip_network(subnet).prefixlen
+
+
+# ------------------------------------------------------------------ who owns which bridge
+#: One file per bridge minidocker made: ``{"root": DATA_ROOT, "network": NAME}``. A data
+#: root deleted with its networks still up (a test that failed half-way, ``rm -rf``)
+#: leaves a bridge nobody would remove; any later minidocker command finds it here.
+REGISTRY_DIR = "/run/minidocker/bridges"
+
+
+def register(name: str, root: str, network: str) -> None:
+    import json
+    os.makedirs(REGISTRY_DIR, exist_ok=True)
+    with open(os.path.join(REGISTRY_DIR, name), "w") as f:
+        json.dump({"root": root, "network": network}, f)
+
+
+def unregister(name: str) -> None:
+    try:
+        os.unlink(os.path.join(REGISTRY_DIR, name))
+    except FileNotFoundError:
+        pass
+
+
+def orphans() -> list[str]:
+    """Bridges whose data root no longer has their network, and with nothing plugged in."""
+    import json
+    found = []
+    try:
+        names = os.listdir(REGISTRY_DIR)
+    except FileNotFoundError:
+        return found
+    for name in names:
+        try:
+            with open(os.path.join(REGISTRY_DIR, name)) as f:
+                owner = json.load(f)
+        except (OSError, ValueError):
+            continue
+        record = os.path.join(owner.get("root", ""), "networks", owner.get("network", ""), "network.json")
+        if not os.path.exists(record) and not ports(name):
+            found.append(name)
+    return found
