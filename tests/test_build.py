@@ -287,3 +287,14 @@ def test_proxy_build_args_reach_run_but_not_the_cache_key(bb, tmp_path):
     r = build(bb, ctx, *NONE, "-t", "p2", "--build-arg", "http_proxy=http://127.0.0.1:9999")
     assert "Using cache" in r.stdout and "not consumed" not in r.stdout
     assert image_config(bb, "p1")["config"]["Image"]     # the parent, as Docker records it
+
+
+def test_arg_scope_ends_with_its_stage(bb, tmp_path):
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile":
+        "ARG GLOBAL=g\n"
+        "FROM busybox AS one\nARG LOCAL=l\nLABEL local=$LOCAL global=$GLOBAL\n"
+        "FROM busybox\nARG GLOBAL\nLABEL local=$LOCAL global=$GLOBAL\n"})
+    build(bb, ctx, "-t", "scoped", "--target", "one")
+    assert image_config(bb, "scoped")["config"]["Labels"] == {"local": "l", "global": ""}
+    build(bb, ctx, "-t", "scoped2")
+    assert image_config(bb, "scoped2")["config"]["Labels"] == {"local": "", "global": "g"}

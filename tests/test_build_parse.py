@@ -126,3 +126,40 @@ def test_missing_context_dir(tmp_path):
 ])
 def test_copy_wildcards_are_go_filepath_match(pattern, name, match):
     assert go_match(pattern, name) is match
+
+
+# --------------------------------------------------------------------------- image files
+def _fake_image(tmp_path):
+    """Two extracted layers: the bottom one has /etc and a /usr/lib -> lib64 link."""
+    bottom, top = tmp_path / "l0", tmp_path / "l1"
+    (bottom / "etc").mkdir(parents=True)
+    (bottom / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nweb:x:33:44::/var/www:/bin/false\n")
+    (bottom / "etc" / "group").write_text("root:x:0:\nstaff:x:50:\n")
+    (bottom / "usr" / "lib64").mkdir(parents=True)
+    os.symlink("lib64", bottom / "usr" / "lib")
+    os.symlink("/usr", bottom / "opt")
+    (top / "usr" / "lib64").mkdir(parents=True)
+    (top / "usr" / "lib64" / "libx.so").write_text("x")
+    from minidocker.build.files import ImageView
+    return ImageView([str(bottom), str(top)])
+
+
+def test_image_view_merges_layers_and_follows_links_inside_the_image(tmp_path):
+    view = _fake_image(tmp_path)
+    assert view.children("usr/lib64") == ["libx.so"]
+    assert view.resolve("/usr/lib/libx.so") == "/usr/lib64/libx.so"
+    assert view.resolve("/opt/lib") == "/usr/lib64"           # an absolute link stays inside
+    assert view.resolve("/../../etc/passwd") == "/etc/passwd"   # '..' never leaves the root
+    assert view.read_text("/etc/group").startswith("root:x:0:")
+
+
+def test_chown_and_user_rules(tmp_path):
+    from minidocker.build.files import parse_chown, parse_user
+    view = _fake_image(tmp_path)
+    assert parse_chown("web", view) == (33, 33)          # Docker: no group -> gid = uid
+    assert parse_chown("web:staff", view) == (33, 50)
+    assert parse_chown("1000:1001", view) == (1000, 1001)
+    assert parse_user("web", view) == (33, 44)           # USER: the primary group
+    assert parse_user("1234", view) == (1234, 0)
+    with pytest.raises(Exception, match="no such user"):
+        parse_chown("nobody-here", view)
