@@ -561,7 +561,7 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
     registry.login([f"repository:{r.path}:pull,push"] +
                    [f"repository:{s}:pull" for s in source_repos])
     for desc in reversed(layers):                 # Docker lists the top layer first
-        progress.update(short_id(desc["digest"]), "Preparing")
+        progress.update(short_id(desc["digest"]), "Preparing")   # (a repeat: same line)
 
     def push_blob(desc, show=True):
         layer_id = short_id(desc["digest"])
@@ -586,8 +586,9 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
         except BaseException as e:
             errors.append(e)
 
+    unique = list({d["digest"]: d for d in layers}.values())   # a repeated layer goes once
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
-        list(pool.map(guarded, layers))
+        list(pool.map(guarded, unique))
     if errors:
         raise errors[0]
     config = manifest["config"]
