@@ -159,3 +159,13 @@ def test_bad_volume_input_is_a_clear_error(mdnet):
     assert r.returncode == 125 and "includes invalid characters" in r.stderr
     r = mdnet("volume", "inspect", "nope")
     assert r.returncode == 1 and "no such volume" in r.stderr
+
+
+def test_validate_refuses_bad_mounts_before_anything_exists():
+    from minidocker.engine.volumes import validate
+    validate({"Binds": ["data:/data", "/srv:/srv:ro"], "Tmpfs": {"/run": "size=1m"},
+              "Mounts": [{"Type": "tmpfs", "Target": "/tmp"}]})
+    with pytest.raises(InvalidInput, match="Duplicate mount point: /data"):
+        validate({"Binds": ["a:/data"], "Mounts": [{"Type": "volume", "Source": "b", "Target": "/data"}]})
+    with pytest.raises(InvalidInput, match="must be absolute"):
+        validate({"Tmpfs": {"run": ""}})

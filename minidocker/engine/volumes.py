@@ -279,6 +279,21 @@ def normalise_mount(m: dict) -> dict:
     return desc
 
 
+def validate(host_config: dict) -> None:
+    """Check ``-v`` / ``--mount`` / ``--tmpfs`` syntax at ``create`` time, as Docker does,
+    so that a typo is refused before a container record exists (no side effects)."""
+    targets = []
+    for spec in host_config.get("Binds") or []:
+        targets.append(parse_volume_spec(spec)["Target"])
+    for m in host_config.get("Mounts") or []:
+        targets.append(normalise_mount(m)["Target"])
+    for target in host_config.get("Tmpfs") or {}:
+        targets.append(_check_target(target, "tmpfs"))
+    for target in targets:
+        if targets.count(target) > 1:
+            raise InvalidInput(f"Duplicate mount point: {target}")
+
+
 # ----------------------------------------------------------------------- the hook
 def oci_mounts(state: dict, rootfs: str) -> list[dict]:
     """The OCI ``mounts`` entries for a container about to start (the engine's hook).
