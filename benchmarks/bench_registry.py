@@ -12,6 +12,9 @@ side:
 - pull, warm: minidocker with the image present ("Image is up to date"), skopeo again
   into the same layout.
 
+``podman pull`` (vfs storage) is shown for the cold pull too: like minidocker, it
+unpacks every layer, so it is the like-for-like comparison there.
+
 Nothing is asserted: speed is compared side by side, never in a timed test. Run as root
 after ``scripts/setup.sh``::
 
@@ -37,7 +40,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import podman_env, report  # noqa: E402
 
 MD = [sys.executable, "-m", "minidocker"]
 
@@ -149,7 +152,7 @@ def timed(cmd, env=None) -> float:
     elapsed = time.perf_counter() - t
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd)
-    tool = "skopeo" if "skopeo" in cmd else "minidocker"
+    tool = next((t for t in ("skopeo", "podman") if t in cmd), "minidocker")
     PEAK_RSS[tool] = max(PEAK_RSS.get(tool, 0), usage.ru_maxrss)
     return elapsed
 
@@ -236,6 +239,24 @@ def main() -> None:
                 "minidocker": median_of(args.n, fresh_root, pull_md, env),
                 "skopeo": median_of(args.n, fresh_root, pull_skopeo),
             }
+            if shutil.which("podman"):
+                # podman pull also unpacks the layers (vfs: no overlay mounts to clean)
+                penv = podman_env(work)
+
+                class PodmanRoot:
+                    """Short paths (podman wants a runroot under 50 characters)."""
+
+                    def __init__(self):
+                        self.path = tempfile.mkdtemp(prefix="bp-", dir="/tmp")
+
+                    def stop(self):
+                        shutil.rmtree(self.path, ignore_errors=True)
+
+                def pull_podman(root):
+                    return ["podman", "--root", f"{root.path}/p", "--runroot", f"{root.path}/r",
+                            "--storage-driver", "vfs", "pull", "-q", "--tls-verify=false", ref]
+
+                results["pull, cold"]["podman"] = median_of(args.n, PodmanRoot, pull_podman, penv)
             warm = fresh_root()
             subprocess.run(pull_md(warm), env=env, check=True, stdout=subprocess.DEVNULL)
             subprocess.run(pull_skopeo(warm), check=True, stdout=subprocess.DEVNULL)
