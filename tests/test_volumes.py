@@ -166,6 +166,6 @@ def test_validate_refuses_bad_mounts_before_anything_exists():
     validate({"Binds": ["data:/data", "/srv:/srv:ro"], "Tmpfs": {"/run": "size=1m"},
               "Mounts": [{"Type": "tmpfs", "Target": "/tmp"}]})
     with pytest.raises(InvalidInput, match="Duplicate mount point: /data"):
-        validate({"Binds": ["a:/data"], "Mounts": [{"Type": "volume", "Source": "b", "Target": "/data"}]})
+        validate({"Binds": ["aa:/data"], "Mounts": [{"Type": "volume", "Source": "bb", "Target": "/data"}]})
     with pytest.raises(InvalidInput, match="must be absolute"):
         validate({"Tmpfs": {"run": ""}})
