@@ -151,6 +151,8 @@ def test_published_port_serves_127_0_0_1_and_is_removed(private_bridge, netns, t
     try:
         wait_for_port("127.0.0.1", host_port)
         assert http_get(f"http://127.0.0.1:{host_port}/") == "published\n"
+        # any address of the host works too: here the one it has on our own bridge
+        assert http_get(f"http://{private_bridge['gateway']}:{host_port}/") == "published\n"
         # a second container cannot take the same host port
         b = netns()
         other = fake_state("other", PortBindings=parse_publish([f"{host_port}:80"]))
@@ -340,3 +342,25 @@ def test_a_bridge_left_by_a_deleted_data_root_is_removed_by_the_next_command(tmp
         assert bridge not in _iptables_rules()
     finally:
         net.remove_everything_for_tests([bridge])
+
+
+@needs_root
+def test_port_published_on_127_0_0_1_only_is_not_on_other_host_addresses(private_bridge, netns, tmp_path):
+    import minidocker.network as net
+    from minidocker.network.ports import parse_publish
+    (tmp_path / "index.html").write_text("local only\n")
+    a = netns()
+    host_port = _free_port()
+    state = fake_state("local", PortBindings=parse_publish([f"127.0.0.1:{host_port}:80"]))
+    settings = net.attach_container(state, a.pid)
+    httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(tmp_path))
+    try:
+        assert settings["Ports"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]
+        wait_for_port("127.0.0.1", host_port)
+        assert http_get(f"http://127.0.0.1:{host_port}/") == "local only\n"
+        with pytest.raises(OSError):  # nothing listens there: the connection is refused
+            socket.create_connection((private_bridge["gateway"], host_port), timeout=2).close()
+    finally:
+        httpd.kill()
+        httpd.wait()
+        net.detach_container(state)
