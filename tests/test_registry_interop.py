@@ -131,6 +131,15 @@ def test_multi_arch_index_pulls_this_machines_platform(fmt, reg, tmp_path, busyb
         skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout.encode()).hexdigest()
     assert f"Digest: {index_digest}" in out
     assert run_in_minidocker(root, ref, "cat", "/etc/arch") == f"{host}\n"
+    # another platform on request (it would not run here: its layers are just pulled)
+    from minidocker.image.store import Store
+    other_root = str(tmp_path / "md-other")
+    r = minidocker("pull", "--platform", f"linux/{other}", ref, root=other_root)
+    assert r.returncode == 0, r.stderr
+    store = Store(other_root)
+    image_id = store.resolve(ref)
+    assert store.image_config(image_id)["architecture"] == other
+    assert open(os.path.join(store.layer_dirs(image_id)[-1], "etc", "arch")).read() == f"{other}\n"
 
 
 def test_index_without_this_platform_is_refused(tmp_path, busybox_rootfs):

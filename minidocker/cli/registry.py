@@ -21,7 +21,9 @@ def _store():
 @click.command()
 @click.argument("name")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
-def pull(name, quiet):
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+              help="Pick this platform from a multi-arch image (default: this machine's)")
+def pull(name, quiet, platform):
     """Download an image from a registry."""
     from ..image import reference
     from ..registry import client
@@ -29,7 +31,7 @@ def pull(name, quiet):
     if not quiet and ref.digest is None and "@" not in name and \
             ":" not in name.rsplit("/", 1)[-1]:
         click.echo("Using default tag: latest")
-    client.pull(name, _store(), sys.stdout, quiet=quiet)
+    client.pull(name, _store(), sys.stdout, quiet=quiet, platform=platform)
     click.echo(str(ref))            # the full name, as docker pull ends
 
 

@@ -247,26 +247,39 @@ def parse_manifest(body: bytes, media_type: str, what: str) -> tuple[dict, str]:
     return manifest, media_type
 
 
-def choose_platform(index: dict, what: str) -> dict:
-    """The entry of a manifest list / OCI index for ``linux/<this architecture>``."""
+def parse_platform(text: str | None) -> tuple[str, str, str | None]:
+    """``"linux/arm64/v8"`` -> ``("linux", "arm64", "v8")``; None -> this machine."""
     from ..image.store import host_architecture
-    arch = host_architecture()
-    variant = {"arm": "v7"}.get(arch)
+    if not text:
+        arch = host_architecture()
+        return "linux", arch, {"arm": "v7"}.get(arch)
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidInput(f"invalid platform {text!r}: expected OS/ARCH[/VARIANT]")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def choose_platform(index: dict, what: str, platform: str | None = None) -> dict:
+    """The entry of a manifest list / OCI index for ``platform`` (default: this
+    machine, ``linux/<architecture>``): each entry names its ``platform``."""
+    os_name, arch, variant = parse_platform(platform)
     candidates = []
     for entry in index.get("manifests") or []:
-        platform = entry.get("platform") or {}
-        if platform.get("os") == "linux" and platform.get("architecture") == arch:
+        p = entry.get("platform") or {}
+        if p.get("os") == os_name and p.get("architecture") == arch:
             candidates.append(entry)
     if variant:
         exact = [e for e in candidates if e["platform"].get("variant") == variant]
         candidates = exact or candidates
     if not candidates:
-        raise NotFound(f"no matching manifest for linux/{arch} in the manifest list entries")
+        wanted = f"{os_name}/{arch}" + (f"/{variant}" if variant and platform else "")
+        raise NotFound(f"no matching manifest for {wanted} in the manifest list entries")
     _check_descriptor(candidates[0], f"{what} (platform manifest)")
     return candidates[0]
 
 
-def resolve_image_manifest(registry: Registry, repo: str, ref: str, what: str):
+def resolve_image_manifest(registry: Registry, repo: str, ref: str, what: str,
+                           platform: str | None = None):
     """Fetch the manifest for ``ref``; follow an index to this platform's manifest.
     Returns ``(image manifest dict, top-level digest)``."""
     try:
@@ -277,7 +290,7 @@ def resolve_image_manifest(registry: Registry, repo: str, ref: str, what: str):
         raise NotFound(f"manifest for {what} not found: {reason}") from None
     manifest, media_type = parse_manifest(body, media_type, what)
     if media_type in (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST) or "manifests" in manifest:
-        entry = choose_platform(manifest, what)
+        entry = choose_platform(manifest, what, platform)
         body, media_type, _ = fetch_manifest(registry, repo, entry["digest"])
         if len(body) != entry["size"]:
             raise digests.DigestMismatch(f"manifest {entry['digest']}: size {len(body)}, "
@@ -296,10 +309,10 @@ def resolve_image_manifest(registry: Registry, repo: str, ref: str, what: str):
     return manifest, top_digest
 
 
-def pull(ref: str, store=None, out=None, quiet: bool = False) -> str:
+def pull(ref: str, store=None, out=None, quiet: bool = False, platform: str | None = None) -> str:
     """Pull ``ref`` (``NAME[:TAG|@DIGEST]``) into ``store``; print progress to ``out``;
     return the image id. This is what ``minidocker pull`` and ``run`` (for a missing
-    image) call."""
+    image) call. ``platform`` (``os/arch[/variant]``) picks from a multi-arch index."""
     from ..image.store import Store
     store = store or Store()
     r = _reference(ref)
@@ -307,7 +320,9 @@ def pull(ref: str, store=None, out=None, quiet: bool = False) -> str:
     registry = _registry_for(r)
     wanted = r.digest or r.tag
     registry.login([f"repository:{r.path}:pull"])
-    manifest, top_digest = resolve_image_manifest(registry, r.path, wanted, r.familiar())
+    if platform:
+        parse_platform(platform)                  # a bad value fails before any request
+    manifest, top_digest = resolve_image_manifest(registry, r.path, wanted, r.familiar(), platform)
     progress.message(f"{wanted}: Pulling from {r.path}")
     config_bytes = _fetch_small_blob(registry, r.path, manifest["config"], MAX_CONFIG, "config")
     try:
