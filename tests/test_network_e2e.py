@@ -191,3 +191,41 @@ def test_nothing_is_left_on_the_host_after_rm(mdnet):
     assert not os.path.exists(f"/sys/class/net/{mdnet.bridge}")
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert cid[:12] not in rules and mdnet.bridge not in rules
+
+
+def _monitor_pids(cid):
+    """Processes holding the container's monitor.lock open: its monitor."""
+    import os
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").endswith(f"{cid}/monitor.lock"):
+                    found.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def test_a_killed_monitor_leaves_nothing_after_the_next_command(mdnet):
+    import os
+    import signal
+    cid = mdnet.out("run", "-d", "--name", "crashy", "-p", f"{_free_port()}:80", "busybox", "sleep", "60").strip()
+    monitors = _monitor_pids(cid)
+    assert monitors
+    for pid in monitors:
+        os.kill(pid, signal.SIGKILL)  # minidocker itself dies; the container lives on
+    try:
+        mdnet.out("ps", "-a")  # the next command notices and cleans up
+        assert not os.path.exists(f"/sys/class/net/veth{cid[:11]}")
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        assert cid[:12] not in rules
+        leases = json.load(open(os.path.join(mdnet.root, "networks", "bridge", "leases.json")))
+        assert cid not in json.dumps(leases["leases"])
+    finally:
+        mdnet("rm", "-f", "crashy")
