@@ -246,3 +246,40 @@ def test_registry_serve_bad_address(tmp_path):
                         "--root", str(tmp_path / "reg")], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 125
     assert r.stderr.strip() == "minidocker: invalid listen address 'nope': expected HOST:PORT"
+
+
+def test_an_upload_cut_short_stores_nothing(reg):
+    """The client promises 100000 bytes, sends 1000 and hangs up: no blob appears."""
+    import socket
+    data = os.urandom(100_000)
+    r = requests.post(f"{reg.url}/v2/lab/app/blobs/uploads/")
+    location = r.headers["Location"] + f"?digest={sha(data)}"
+    host, port = reg.host.split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(f"PUT {location} HTTP/1.1\r\nHost: {reg.host}\r\n"
+                  f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:1000])
+    assert requests.head(f"{reg.url}/v2/lab/app/blobs/{sha(data)}").status_code == 404
+    assert not os.path.exists(os.path.join(reg.root, "blobs", "sha256", sha(data)[7:]))
+    # the session stays resumable: it holds what arrived, no more
+    status = requests.get(reg.url + r.headers["Location"])
+    assert status.status_code == 204 and int(status.headers["Range"].split("-")[1]) < len(data)
+
+
+def test_parallel_uploads_of_the_same_blob(reg):
+    from concurrent.futures import ThreadPoolExecutor
+    data = os.urandom(300_000)
+    with ThreadPoolExecutor(4) as pool:
+        digests = list(pool.map(lambda i: upload(reg, f"lab/app{i}", data), range(4)))
+    assert set(digests) == {sha(data)}
+    for i in range(4):
+        assert requests.get(f"{reg.url}/v2/lab/app{i}/blobs/{sha(data)}").content == data
+    assert os.listdir(os.path.join(reg.root, "uploads")) == []
+
+
+def test_stale_upload_sessions_are_purged(tmp_path):
+    from minidocker.registry.server import Storage
+    storage = Storage(str(tmp_path / "reg"))
+    old, fresh = storage.new_upload("lab/app"), storage.new_upload("lab/app")
+    os.utime(storage.upload_dir(old), (0, 0))
+    assert storage.purge_stale_uploads() == 1
+    assert os.listdir(os.path.join(storage.root, "uploads")) == [fresh]

@@ -297,6 +297,22 @@ class Storage:
                 self._hashers[uid] = (hasher, size)
         return size
 
+    def purge_stale_uploads(self, max_age: float = 7 * 86400) -> int:
+        """Drop upload sessions untouched for ``max_age`` seconds (a client that went
+        away; Distribution purges after a week too). Returns how many went."""
+        import time
+        base = os.path.join(self.root, "uploads")
+        gone = 0
+        for uid in os.listdir(base):
+            path = os.path.join(base, uid)
+            try:
+                if time.time() - os.stat(path).st_mtime > max_age:
+                    self.cancel_upload(uid) if os.path.isdir(path) else os.unlink(path)
+                    gone += 1
+            except FileNotFoundError:
+                pass
+        return gone
+
     def cancel_upload(self, uid: str) -> None:
         with self._lock:
             self._hashers.pop(uid, None)
@@ -792,6 +808,7 @@ class RegistryServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], root: str, htpasswd: str | None = None,
                  quiet: bool = False):
         self.storage = Storage(root)
+        self.storage.purge_stale_uploads()
         self.users = load_htpasswd(htpasswd) if htpasswd else None
         self.quiet = quiet
         # bcrypt is slow by design (~tens of ms): remember pairs already checked
