@@ -491,8 +491,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
             return False
         return super().parse_request()
 
+    def end_headers(self):
+        self._answered = True
+        super().end_headers()
+
     def _dispatch(self):
         self._body_consumed = False
+        self._answered = False
         try:
             url = urlsplit(self.path)
             self.query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -546,6 +551,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_error(self, err: RegistryError):
+        if self._answered:
+            # Failed half-way through an answer (a blob being sent): a second status
+            # line would corrupt the stream. Hang up; the client sees a short body.
+            self.close_connection = True
+            return
         try:
             self._send(err.status, err.body() if self.command != "HEAD" else b"", err.headers)
         except (ConnectionError, TimeoutError):
