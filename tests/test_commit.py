@@ -192,3 +192,12 @@ def test_export_running_container(store, tmp_path):
             assert "bin/busybox" in tar.getnames()
     finally:
         minidocker("rm", "-f", cid)
+
+
+def test_unchanged_container_commits_dockers_empty_layer(store):
+    """An empty change is the same 1024 zero bytes Docker writes (Go's archive/tar ends
+    a tar with two zero blocks, without padding): the well-known empty layer."""
+    md_ok("create", "--name", "untouched", "--network", "none", "busybox", "true")
+    image_id = md_ok("commit", "untouched").strip()
+    assert store.image_config(image_id)["rootfs"]["diff_ids"][-1] == \
+        "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"

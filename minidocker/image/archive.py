@@ -159,7 +159,7 @@ def save_images(store: Store, refs: list[str], out_fileobj) -> None:
     ``repositories``. The archive is reproducible: the same images give the same bytes
     (file times are the newest image's ``created``, clamped to ``SOURCE_DATE_EPOCH``).
     """
-    from .changes import source_date_epoch
+    from .changes import LayerTarFile, source_date_epoch
     if not refs:
         raise InvalidInput('"save" requires at least 1 argument')
     images = images_to_save(store, refs)
@@ -198,7 +198,7 @@ def save_images(store: Store, refs: list[str], out_fileobj) -> None:
     epoch = source_date_epoch()
     mtime = min(newest, epoch) if epoch is not None else newest
     index = {"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": index_entries}
-    with tarfile.open(fileobj=out_fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with LayerTarFile.open(fileobj=out_fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_dir(tar, "blobs", mtime)
         _add_dir(tar, "blobs/sha256", mtime)
         for digest in sorted(blobs):

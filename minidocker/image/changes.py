@@ -351,6 +351,27 @@ def _ordered_entries(directory: str) -> list[tuple[str, os.stat_result]]:
     return whiteouts + others
 
 
+class LayerTarFile(tarfile.TarFile):
+    """A tar writer that ends the archive the way Go's ``archive/tar`` (Docker, podman,
+    umoci) does: two zero blocks, and no padding up to a 10 KiB "record" (a tape-era
+    habit of GNU tar and Python). Same tree, same bytes as Docker: an unchanged
+    container's layer is Docker's well-known empty layer, ``sha256:5f70bf18...``
+    (1024 zero bytes), that registries already have."""
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.mode in ("a", "w", "x"):
+                # POSIX: "the end of the archive is two consecutive zero blocks"
+                self.fileobj.write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
+                self.offset += tarfile.BLOCKSIZE * 2
+        finally:
+            if not self._extfileobj:
+                self.fileobj.close()
+
+
 def layer_tar_from_upperdir(upper: str, out_fileobj, lower_dirs: list[str] | None = None,
                             exclude=()) -> None:
     """Write the OCI layer tar ("changeset") for overlay upper dir ``upper`` to
@@ -376,8 +397,8 @@ def layer_tar_from_upperdir(upper: str, out_fileobj, lower_dirs: list[str] | Non
     first_name_of_inode: dict[tuple[int, int], str] = {}
     # format fixed to PAX: long names and >8 GiB files work, and Python writes a PAX
     # record only when a field does not fit the ustar header, so small layers are plain.
-    with tarfile.open(fileobj=out_fileobj, mode="w|", format=tarfile.PAX_FORMAT,
-                      encoding="utf-8", errors="surrogateescape") as tar:
+    with LayerTarFile.open(fileobj=out_fileobj, mode="w|", format=tarfile.PAX_FORMAT,
+                           encoding="utf-8", errors="surrogateescape") as tar:
 
         def add_directory_contents(rel: str) -> None:
             directory = os.path.join(upper, rel) if rel else upper
