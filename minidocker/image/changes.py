@@ -290,7 +290,8 @@ def source_date_epoch() -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise InvalidInput(f"invalid SOURCE_DATE_EPOCH {value!r}: want a Unix time in seconds")
+        raise InvalidInput(f"invalid SOURCE_DATE_EPOCH {value!r}: want a Unix time in seconds") \
+            from None
 
 
 def _normalised_mtime(st: os.stat_result, epoch: int | None) -> int:
