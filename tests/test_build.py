@@ -298,3 +298,17 @@ def test_arg_scope_ends_with_its_stage(bb, tmp_path):
     assert image_config(bb, "scoped")["config"]["Labels"] == {"local": "l", "global": ""}
     build(bb, ctx, "-t", "scoped2")
     assert image_config(bb, "scoped2")["config"]["Labels"] == {"local": "", "global": "g"}
+
+
+def test_run_writes_into_a_declared_volume_are_discarded(bb, tmp_path):
+    # Docker: "If any build steps change the data within the volume after it has been
+    # declared, those changes will be discarded."
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile":
+        "FROM busybox\nRUN mkdir /vol && echo before > /vol/kept\n"
+        "VOLUME /vol\nRUN echo after > /vol/lost && echo outside > /elsewhere\n"})
+    build(bb, ctx, "-t", "vol", *NONE)
+    tree = image_tree(bb, "vol")
+    assert tree["vol/kept"][4] == "before\n"
+    assert "vol/lost" not in tree and tree["elsewhere"][4] == "outside\n"
+    volumes = os.path.join(bb, "volumes")
+    assert not os.path.isdir(volumes) or not os.listdir(volumes)   # no anonymous volume left

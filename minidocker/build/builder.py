@@ -113,16 +113,11 @@ class Stage:
         """Turn a staging dir (an overlay-upper-like tree) into a new layer on top."""
         self.add_layer_from_upper(staging.path)
 
-    def add_layer_from_upper(self, upper: str) -> None:
-        from ..image.changes import layer_tar_from_upperdir
-        fd, tar_path = tempfile.mkstemp(dir=self.build.tmp_dir, prefix="layer-", suffix=".tar")
-        try:
-            with os.fdopen(fd, "w+b") as f:
-                layer_tar_from_upperdir(upper, f, self.layer_dirs())
-                f.seek(0)
-                descriptor = self.store.add_layer(f)
-        finally:
-            os.unlink(tar_path)
+    def add_layer_from_upper(self, upper: str, exclude=()) -> None:
+        """Pack an upper dir into a new layer on top (streamed into the store, as
+        ``commit`` does); ``exclude``: the engine's mount points, not part of an image."""
+        from ..engine.commit import store_layer_from_upperdir
+        descriptor = store_layer_from_upperdir(self.store, upper, self.layer_dirs(), exclude)
         self.layers.append(descriptor)
         rootfs = self.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         rootfs["diff_ids"] = [layer["diff_id"] for layer in self.layers]
@@ -404,6 +399,7 @@ class Build:
         """RUN: the command in a container of the engine (same runtime, same isolation
         as ``minidocker run``), on top of the current image; what it changed (the
         container's overlay upper dir) becomes the step's layer."""
+        from ..engine import commit as engine_commit
         from ..engine import create as engine_create
         from ..engine import lifecycle
         if stage.image_id is None:
@@ -423,10 +419,18 @@ class Build:
             if code != 0:
                 shown = json.dumps(command) if inst.json else " ".join(command)
                 raise BuildError(f"The command '{shown}' returned a non-zero code: {code}")
-            drop_runtime_mount_points(container.upper_dir, stage.layer_dirs())
-            stage.add_layer_from_upper(container.upper_dir)
+            # The files the engine mounts in every container (/etc/hosts...) are left
+            # out, as Docker does: they belong to the container, not to the image. The
+            # mount points of the image's VOLUMEs stay: Docker and buildah both leave
+            # those directories in the layer (what the step wrote *into* a volume is
+            # discarded with the volume: Docker's "changes to a volume after it is
+            # declared are lost").
+            volumes = {v.strip("/") for v in (cfg(stage).get("Volumes") or {})}
+            exclude = {p for p in engine_commit.engine_made_paths(container)
+                       if p not in volumes}
+            stage.add_layer_from_upper(container.upper_dir, exclude=exclude)
         finally:
-            lifecycle.remove(container.reload(), force=True)
+            lifecycle.remove(container.reload(), force=True, volumes=True)
             self.say(f"Removing intermediate container {container.short_id}")
 
     @contextlib.contextmanager
@@ -450,30 +454,6 @@ class Build:
             os.dup2(saved[1], 2)
             for fd in (*saved, null):
                 os.close(fd)
-
-
-#: Files the engine bind-mounts into every container (Docker does the same). Their
-#: mount points land in the container's upper dir, but they belong to the container,
-#: not to the image: Docker leaves them out of every committed layer.
-RUNTIME_MOUNT_POINTS = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
-
-
-def drop_runtime_mount_points(upper: str, lower_dirs: list[str]) -> None:
-    """Remove the engine's per-container files from a RUN's upper dir before it becomes
-    a layer (and ``etc/`` itself if it was only copied up to hold them)."""
-    import stat as stat_
-    from ..image.changes import is_opaque_dir, lower_lookup
-    for rel in RUNTIME_MOUNT_POINTS:
-        path = os.path.join(upper, rel)
-        if os.path.isfile(path) and not os.path.islink(path):
-            os.unlink(path)
-    etc = os.path.join(upper, "etc")
-    if os.path.isdir(etc) and not os.listdir(etc) and not is_opaque_dir(etc):
-        st, lower = os.lstat(etc), lower_lookup(lower_dirs, "etc")
-        same = lower is not None and stat_.S_ISDIR(lower.st_mode) and \
-            (st.st_mode, st.st_uid, st.st_gid) == (lower.st_mode, lower.st_uid, lower.st_gid)
-        if same or lower is None:
-            os.rmdir(etc)
 
 
 def short(image_id: str | None) -> str:
