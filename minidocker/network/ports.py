@@ -64,8 +64,8 @@ def parse_publish(values) -> dict:
     bindings: dict[str, list] = {}
     for value in values or ():
         container_part, _, proto = value.rpartition("/") if "/" in value else (value, "", "tcp")
-        parts = container_part.rsplit(":", 2) if container_part.count(":") <= 2 else None
-        if parts is None:
+        parts = container_part.split(":")
+        if len(parts) > 3:
             raise InvalidInput(f"invalid publish spec {value!r}: expected [IP:][HOSTPORT:]CONTAINERPORT[/PROTO]")
         if len(parts) == 1:
             host_ip, host_port, ctr = "", "", parts[0]
@@ -89,7 +89,12 @@ def parse_publish(values) -> dict:
         else:
             host_ports = []
         for i, cp in enumerate(ctr_ports):
-            hp = str(host_ports[i] if len(host_ports) > 1 else host_ports[0]) if host_ports else ""
+            if not host_ports:
+                hp = ""                      # any free port
+            elif len(host_ports) == 1:
+                hp = str(host_ports[0])
+            else:
+                hp = str(host_ports[i])      # ranges pair up one by one
             bindings.setdefault(f"{cp}/{proto}", []).append({"HostIp": host_ip, "HostPort": hp})
     return bindings
 
