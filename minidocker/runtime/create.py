@@ -276,30 +276,49 @@ def create(bundle_dir: str, container_id: str, stdin: int = 0, stdout: int = 1,
     return handle
 
 
-def _handshake(handle: ContainerProcess, intermediate: int) -> None:
-    """Read "pid" from the intermediate child, then "ready" (or an error) from PID 1."""
-    sock = handle._sock
+def collect_setup_messages(sock: socket.socket, intermediate: int) -> dict:
+    """Read what the children report during setup, in whatever order it arrives.
+
+    The intermediate child sends ``{"pid": N}`` and exits; PID 1 sends ``{"ready":
+    true}`` (with the pty master fd) or ``{"error": ...}``. The two write to the same
+    socket independently, so PID 1 may well be ready before its parent has said who it
+    is. Reading stops when the pid and an outcome are known, or at end-of-file (both
+    children gone). The intermediate child is reaped here: from then on PID 1 is our
+    child (we are its subreaper).
+    """
+    report = {"pid": None, "ready": False, "error": None, "fds": []}
     try:
-        message, _ = receive_message(sock)
+        while report["pid"] is None or not (report["ready"] or report["error"]):
+            message, fds = receive_message(sock)
+            if message is None:
+                break
+            if "pid" in message:
+                report["pid"] = message["pid"]
+            if message.get("ready"):
+                report["ready"] = True
+                report["fds"] = fds
+            elif "error" in message:
+                report["error"] = message["error"]
+                for fd in fds:
+                    os.close(fd)
     finally:
         os.waitpid(intermediate, 0)
-    if message is None:
-        raise MinidockerError("container setup failed: the runtime's child died")
-    if "error" in message:
-        raise MinidockerError(f"container setup failed: {message['error']}")
-    handle.pid = message["pid"]
-    message, fds = receive_message(sock)
-    if message is not None and message.get("ready"):
-        if fds:
-            handle.master_fd = fds[0]
+    return report
+
+
+def _handshake(handle: ContainerProcess, intermediate: int) -> None:
+    """Wait for PID 1 to be set up (or to fail), and learn its host pid."""
+    report = collect_setup_messages(handle._sock, intermediate)
+    handle.pid = report["pid"]
+    if report["fds"]:
+        handle.master_fd = report["fds"][0]
+    if report["ready"] and handle.pid:
         return
-    for fd in fds:
-        os.close(fd)
-    _, status = os.waitpid(handle.pid, 0)
-    handle.exit_code = proc_steps.exit_code_of(status)
-    if message is None:
-        raise MinidockerError(f"container setup failed: init exited with {handle.exit_code}")
-    raise MinidockerError(f"container setup failed: {message['error']}")
+    if handle.pid:
+        _, status = os.waitpid(handle.pid, 0)
+        handle.exit_code = proc_steps.exit_code_of(status)
+    reason = report["error"] or "the runtime's child died"
+    raise MinidockerError(f"container setup failed: {reason}")
 
 
 def start(proc: ContainerProcess) -> None:

@@ -23,8 +23,9 @@ from ..kernel import capabilities as caps_mod
 from ..kernel import namespaces
 from . import process as proc_steps
 from . import pty as ptys
-from .create import (ContainerProcess, _report_and_exit, close_fds_except, receive_message,
-                     reset_signals, send_message, setup_stdio)
+from .create import (ContainerProcess, _report_and_exit, close_fds_except,
+                     collect_setup_messages, receive_message, reset_signals, send_message,
+                     setup_stdio)
 
 
 def _status_fields(pid: int) -> dict[str, str]:
@@ -86,20 +87,18 @@ def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 
 
 
 def _handshake(handle: ContainerProcess, intermediate: int) -> None:
+    """Learn the new process's pid and pty; then read end-of-file (``execve`` closed its
+    close-on-exec end of the socket) or the exec error."""
     sock = handle._sock
-    try:
-        message, _ = receive_message(sock)
-    finally:
-        os.waitpid(intermediate, 0)
-    if message is None or "error" in message:
-        reason = message["error"] if message else "the runtime's child died"
-        raise MinidockerError(f"exec failed: {reason}")
-    handle.pid = message["pid"]
+    report = collect_setup_messages(sock, intermediate)
+    handle.pid = report["pid"]
+    if report["fds"]:
+        handle.master_fd = report["fds"][0]
+    if not (report["ready"] and handle.pid):
+        if handle.pid:
+            os.waitpid(handle.pid, 0)
+        raise MinidockerError(f"exec failed: {report['error'] or 'the runtime child died'}")
     message, fds = receive_message(sock)
-    if message is not None and message.get("ready"):
-        if fds:
-            handle.master_fd = fds[0]
-        message, fds = receive_message(sock)   # end-of-file once execve succeeded
     for fd in fds:
         os.close(fd)
     if message and "error" in message:
