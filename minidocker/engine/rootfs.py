@@ -12,18 +12,36 @@ from ..errors import MinidockerError
 from ..kernel import mounts
 
 
+#: What Docker's "<id>-init" layer holds (the slide's ``a65ee08f6806...-init``): the
+#: mount points the runtime mounts over, so they never land in the container's own layer
+#: (and so never show up in ``diff`` or get committed).
+INIT_DIRS = ("dev/pts", "dev/shm", "dev/mqueue", "proc", "sys", "etc")
+INIT_FILES = ("dev/console", "etc/hosts", "etc/hostname", "etc/resolv.conf")
+
+
+def make_init_layer(c) -> str:
+    """Create (once) the container's init layer: ``containers/<id>/init``."""
+    init = os.path.join(c.dir, "init")
+    if not os.path.isdir(init):
+        tmp = init + ".tmp"
+        for d in INIT_DIRS:
+            os.makedirs(os.path.join(tmp, d), exist_ok=True)
+        for f in INIT_FILES:
+            open(os.path.join(tmp, f), "a").close()
+        if not os.path.lexists(os.path.join(tmp, "etc/mtab")):
+            os.symlink("/proc/mounts", os.path.join(tmp, "etc/mtab"))
+        os.rename(tmp, init)
+    return init
+
+
 def mount_rootfs(c, layer_dirs: list[str]) -> None:
     """Mount the overlay for container ``c`` at ``c.rootfs``.
 
     ``layer_dirs`` come bottom-most first (the image's order); overlayfs wants the
-    top-most lowerdir first. An image with no layers (``FROM scratch``) gets one empty
-    lowerdir, because overlayfs needs at least one.
+    top-most lowerdir first, so the stack is: the container's init layer, then the
+    image's layers from the top down; writes go to the container's upper dir.
     """
-    lowers = list(reversed(layer_dirs))
-    if not lowers:
-        empty = os.path.join(c.dir, "empty")
-        os.makedirs(empty, exist_ok=True)
-        lowers = [empty]
+    lowers = [make_init_layer(c), *reversed(layer_dirs)]
     try:
         mounts.mount_overlay(lowers, c.upper_dir, c.work_dir, c.rootfs)
     except OSError as e:
