@@ -140,6 +140,8 @@ def test_user_defined_network_finds_containers_by_name(mdnet):
         ip = mdnet.out("inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}", "api").strip()
         assert ipaddress.ip_address(ip) in ipaddress.ip_network(subnet)
         assert _wget(mdnet, "--network", "appnet", url="http://api/") == f"net from {cid[:12]}\n"
+        hosts = mdnet.out("exec", "api", "cat", "/etc/hosts").splitlines()
+        assert f"{ip}\t{cid[:12]}" in hosts  # its own address under its hostname
         r = mdnet("network", "rm", "appnet")
         assert r.returncode == 1 and "has active endpoints" in r.stderr
         mdnet.out("rm", "-f", "api")

@@ -107,7 +107,8 @@ def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
                 veth.plug(cid, pid, br, address, subnet.prefixlen, gateway)
                 _publish(cid, br, address, published)
             if user_defined:
-                peers = _introduce(rec["Name"], cid, name, address)
+                peers = _introduce(rec["Name"], cid, name, address,
+                                   (state.get("Config") or {}).get("Hostname"))
                 # The engine rewrites this container's /etc/hosts after we return, with its
                 # own address and these extra entries (see engine/monitor.py).
                 state.setdefault("_extra_hosts", []).extend(
@@ -137,11 +138,14 @@ def _publish(cid: str, br: str, address: str, published: dict) -> None:
                                                  address, port, cid))
 
 
-def _introduce(network_name: str, cid: str, name: str, address: str) -> list:
+def _introduce(network_name: str, cid: str, name: str, address: str, hostname=None) -> list:
     """On a user-defined network, members find each other by name: add every other live
-    member to this container's /etc/hosts, and this container to theirs."""
+    member to this container's /etc/hosts, and this container to theirs (and its own
+    address under its own hostname, as Docker writes it)."""
     from . import hosts
     mine = (address, [name, cid[:12]])
+    if hostname:
+        hosts.add_entries(hosts.hosts_path(cid), [(address, [hostname])])
     peers = []
     for ip, lease in ipam.leases_of(network_name).items():
         other = lease.get("Container")
