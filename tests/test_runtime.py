@@ -347,7 +347,8 @@ def test_terminal_gives_a_pty_from_the_containers_devpts(busybox_rootfs, bundle)
     cid = new_id()
     with overlay_bundle(busybox_rootfs, bundle):
         write_bundle_spec(bundle, ["sh", "-c", "tty; echo $TERM; stty size; "
-                                   "ls /dev/pts; [ -t 0 ] && echo stdin-is-tty"],
+                                   "ls /dev/pts; [ -t 0 ] && echo stdin-is-tty; "
+                                   "stat -c '%t:%T' /dev/console"],
                           cid, terminal=True)
         proc = runtime.create(bundle, cid)
         try:
@@ -363,6 +364,7 @@ def test_terminal_gives_a_pty_from_the_containers_devpts(busybox_rootfs, bundle)
     lines = output.splitlines()
     assert lines[:3] == ["/dev/pts/0", "xterm", "40 100"], output
     assert lines[3].split() == ["0", "ptmx"] and lines[4] == "stdin-is-tty"
+    assert lines[5] == "88:0"   # /dev/console is the pty slave, char 136:0 (hex 88:0)
 
 
 # --------------------------------------------------------------------------- exec
@@ -419,3 +421,33 @@ def test_failed_setup_leaves_nothing_behind(busybox_rootfs, bundle, tmp_path):
     leftovers = [d for d in os.listdir("/sys/fs/cgroup")
                  if os.path.isdir(f"/sys/fs/cgroup/{d}/minidocker/{cid}")]
     assert leftovers == []
+
+
+# --------------------------------------------------------------------------- more spec
+def test_sysctl_and_oom_score_adj(busybox_rootfs, bundle):
+    host_value = open("/proc/sys/net/ipv4/ip_forward").read()
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        spec = write_bundle_spec(bundle, ["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward "
+                                          "/proc/self/oom_score_adj"], cid, oom_score_adj=500)
+        # net.* sysctls belong to the network namespace: this one is the container's own
+        spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1" if host_value.strip() == "0" else "0"}
+        from minidocker.runtime.spec import write_spec
+        write_spec(bundle, spec)
+        r = run_bundle(bundle, cid)
+    assert r.code == 0, r
+    assert r.out.split() == [spec["linux"]["sysctl"]["net.ipv4.ip_forward"], "500"]
+    assert open("/proc/sys/net/ipv4/ip_forward").read() == host_value   # host unchanged
+
+
+def test_mount_targets_cannot_escape_the_rootfs_through_symlinks(tmp_path):
+    from minidocker.runtime.rootfs import path_in_root
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "escape").symlink_to("/../../..")
+    (root / "rel").symlink_to("../../../etc")
+    (root / "etc/link").symlink_to("/etc")
+    assert path_in_root(str(root), "/escape/hosts") == str(root / "hosts")
+    assert path_in_root(str(root), "/rel/x") == str(root / "etc/x")
+    assert path_in_root(str(root), "/etc/link/passwd") == str(root / "etc/passwd")
+    assert path_in_root(str(root), "/../../proc") == str(root / "proc")

@@ -112,3 +112,23 @@ def test_interactive_shell_on_a_terminal(busybox_rootfs, data_root):
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 3
     assert b"hello-42\r\n/dev/pts/0\r\nttybox\r\n" in output
+
+
+def test_signals_to_the_tool_reach_the_container(busybox_rootfs, data_root):
+    import signal
+    import subprocess
+    tool = subprocess.Popen(
+        [sys.executable, os.path.join(TOOLS, "container"), "--rootfs", busybox_rootfs, "sh", "-c",
+         "trap 'echo got TERM; exit 9' TERM; echo ready; while :; do sleep 0.1; done"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert tool.stdout.readline() == "ready\n"
+        tool.send_signal(signal.SIGTERM)
+        assert tool.wait(timeout=30) == 9
+        assert tool.stdout.read() == "got TERM\n"
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+        tool.stdout.close()
+        tool.stderr.close()
