@@ -451,3 +451,17 @@ def test_mount_targets_cannot_escape_the_rootfs_through_symlinks(tmp_path):
     assert path_in_root(str(root), "/rel/x") == str(root / "etc/x")
     assert path_in_root(str(root), "/etc/link/passwd") == str(root / "etc/passwd")
     assert path_in_root(str(root), "/../../proc") == str(root / "proc")
+
+
+def test_errors_are_one_clear_line(busybox_rootfs, bundle):
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        write_bundle_spec(bundle, ["true"], cid, cgroups_path="/system.slice/x")
+        with pytest.raises(InvalidInput, match=r"cgroupsPath 'system.slice/x': must be below /minidocker/"):
+            runtime.create(bundle, cid)
+        write_bundle_spec(bundle, ["true"], cid, cwd="/etc/passwd/sub")
+        with pytest.raises(MinidockerError) as info:
+            runtime.create(bundle, cid)
+    message = str(info.value)
+    assert message.startswith("container setup failed: ") and "\n" not in message
+    assert "[Errno" not in message and "/etc/passwd/sub" in message

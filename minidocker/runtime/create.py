@@ -68,15 +68,24 @@ def receive_message(sock: socket.socket) -> tuple[dict | None, list[int]]:
     return json.loads(data), list(fds)
 
 
+def describe_error(error: BaseException) -> str:
+    """One line for the user: ``mount /x (bind): Operation not permitted``, without
+    Python's ``[Errno 1]`` prefix, but with the file name when the error has one."""
+    if isinstance(error, OSError) and error.strerror:
+        name = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{name}"
+    if isinstance(error, (MinidockerError, ValueError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
 def _report_and_exit(sock: socket.socket, error: BaseException) -> None:
     """In a child: tell the caller what went wrong, then exit without running any of
     the caller's Python cleanup (``os._exit``): we are a copy of the caller."""
     if isinstance(error, proc_steps.ExecError):
         code, message = error.code, error.message
     else:
-        code = EXIT_SETUP_FAILED
-        message = str(error) if isinstance(error, (OSError, MinidockerError, ValueError)) \
-            else f"{type(error).__name__}: {error}"
+        code, message = EXIT_SETUP_FAILED, describe_error(error)
     try:
         send_message(sock, {"error": message, "code": code})
     except OSError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import MinidockerError
+from ..errors import InvalidInput, MinidockerError
 
 
 def cgroup_path(spec: dict, container_id: str) -> str:
@@ -24,7 +24,11 @@ def create_cgroup(spec: dict, container_id: str):
     """Make the container's cgroup and apply the spec's limits; returns the
     :class:`minidocker.kernel.cgroups.Cgroup`. On failure nothing is left behind."""
     from ..kernel import cgroups
-    cg = cgroups.open_cgroup(cgroup_path(spec, container_id))
+    path = cgroup_path(spec, container_id)
+    if path.split("/")[0] != cgroups.PARENT or "/" not in path:
+        # The machine's own cgroups are not ours to make or remove (see MACHINE.md).
+        raise InvalidInput(f"linux.cgroupsPath {path!r}: must be below /{cgroups.PARENT}/")
+    cg = cgroups.open_cgroup(path)
     if cg.exists() and cg.pids():
         raise MinidockerError(f"cgroup {cg.relpath} is in use by another container")
     cg.create()
