@@ -6,10 +6,13 @@ host is unchanged afterwards.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
+import struct
 import sys
+import termios
 import time
 
 from conftest import TOOLS, needs_root, run_tool
@@ -106,6 +109,10 @@ def test_interactive_shell_on_a_terminal(busybox_rootfs, data_root):
         assert read_until(b"# "), output
         os.write(fd, b"echo hello-$((6*7)); tty; hostname\r")
         assert read_until(b"ttybox\r\n"), output
+        # The user resizes the window: the tool gets SIGWINCH and passes the size on.
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+        os.write(fd, b"stty size\r")
+        assert read_until(b"50 132\r\n"), output
         os.write(fd, b"exit 3\r")
         _, status = os.waitpid(pid, 0)
     finally:
