@@ -34,6 +34,8 @@ def _cleanup_root(root: str, env: dict) -> None:
     ids = subprocess.run(md + ["ps", "-aq"], env=env, capture_output=True, text=True).stdout.split()
     if ids:
         subprocess.run(md + ["rm", "-f", *ids], env=env, capture_output=True)
+    subprocess.run(md + ["network", "prune", "-f"], env=env, capture_output=True)
+    subprocess.run(md + ["volume", "prune", "-f"], env=env, capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -186,7 +186,8 @@ def ps(all_, quiet, no_trunc):
     rows = []
     for c in shown:
         command = " ".join([c.state["Path"], *c.state["Args"]])
-        command = json.dumps(command if no_trunc or len(command) <= 20 else command[:19] + "…")
+        command = json.dumps(command if no_trunc or len(command) <= 20 else command[:19] + "…",
+                             ensure_ascii=False)
         rows.append([c.id if no_trunc else c.short_id, c.state.get("ImageName") or c.image_id[7:19],
                      command, ago(c.state["Created"]), _status(c), _ports(c), c.name])
     click.echo(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], *rows]))

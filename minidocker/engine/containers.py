@@ -97,6 +97,14 @@ class Container:
             self.state["State"].update(fields)
             self.save()
 
+    def update_fields(self, **fields) -> None:
+        """Replace top-level sections (``NetworkSettings``...) under the container's lock,
+        keeping what other processes wrote meanwhile (``Mounts``, ``State``)."""
+        with paths.locked(f"container-{self.id}"):
+            self.reload()
+            self.state.update(fields)
+            self.save()
+
     @property
     def status(self) -> str:
         return self.state["State"]["Status"]

@@ -94,12 +94,9 @@ def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> d
         image_cmd = []
     command = list(cmd) if cmd else list(image_cmd)
     env = merge_env(icfg.get("Env") or [], parse_env(opts.get("env") or (), opts.get("env_file") or ()))
-    exposed = dict(icfg.get("ExposedPorts") or {})
-    for port in opts.get("expose") or ():
-        exposed[port if "/" in port else f"{port}/tcp"] = {}
-    for spec in opts.get("publish") or ():
-        ctr_port = spec.rsplit(":", 1)[-1]
-        exposed[ctr_port if "/" in ctr_port else f"{ctr_port}/tcp"] = {}
+    from ..network.ports import parse_expose, parse_publish
+    exposed = {**(icfg.get("ExposedPorts") or {}), **parse_expose(opts.get("expose")),
+               **{port: {} for port in parse_publish(opts.get("publish"))}}
     return {
         "Hostname": opts.get("hostname") or "",
         "Env": env,
@@ -120,10 +117,8 @@ def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> d
 
 def host_config(opts: dict) -> dict:
     """The ``HostConfig`` section: everything about how the host runs it."""
-    bindings = {}
-    for spec in opts.get("publish") or ():
-        host_ip, host_port, ctr = _parse_publish(spec)
-        bindings.setdefault(ctr, []).append({"HostIp": host_ip, "HostPort": host_port})
+    from ..network.ports import parse_publish
+    bindings = parse_publish(opts.get("publish"))
     cpus = opts.get("cpus")
     return {
         "NetworkMode": opts.get("network") or "bridge",
@@ -147,23 +142,6 @@ def host_config(opts: dict) -> dict:
     }
 
 
-def _parse_publish(spec: str) -> tuple[str, str, str]:
-    """``[IP:]HOSTPORT:CONTAINERPORT[/proto]`` or ``CONTAINERPORT`` -> (ip, hostport, "port/proto")."""
-    parts = spec.split(":")
-    if len(parts) == 1:
-        ip, host, ctr = "", "", parts[0]
-    elif len(parts) == 2:
-        ip, host, ctr = "", parts[0], parts[1]
-    elif len(parts) == 3:
-        ip, host, ctr = parts
-    else:
-        raise InvalidInput(f"invalid publish spec: {spec}")
-    port, _, proto = ctr.partition("/")
-    if not port.isdigit() or (host and not host.isdigit()) or proto not in ("", "tcp", "udp", "sctp"):
-        raise InvalidInput(f"invalid publish spec: {spec}")
-    return ip, host, f"{port}/{proto or 'tcp'}"
-
-
 def _parse_mount(spec: str) -> dict:
     """``--mount type=bind,source=/a,target=/b,readonly`` -> a Docker Mounts entry."""
     fields = {}
@@ -181,6 +159,14 @@ def _parse_mount(spec: str) -> dict:
             "Target": target, "ReadOnly": readonly}
 
 
+def _optional_volumes():
+    try:
+        from . import volumes
+    except ImportError:
+        return None
+    return volumes
+
+
 def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -> Container:
     """Make the record of a new container (nothing runs yet)."""
     image_id = find_image(image_ref, store, pull=opts.get("pull") or "missing")
@@ -189,6 +175,9 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -
     if not (config["Entrypoint"] or config["Cmd"]):
         raise MinidockerError("No command specified")
     hostcfg = host_config(opts)
+    volumes = _optional_volumes()
+    if volumes is not None:
+        volumes.validate(hostcfg)  # a bad -v fails now, before any record exists
     if hostcfg["Runtime"] not in ("minidocker", "runc"):
         raise InvalidInput(f"unknown or invalid runtime name: {hostcfg['Runtime']}")
     argv = config["Entrypoint"] + config["Cmd"]

@@ -45,7 +45,12 @@ def reconcile(c: Container) -> Container:
 
 
 def reconcile_all() -> list[Container]:
-    return [reconcile(c) for c in list_containers()]
+    """Reconcile every container, and let the network free what dead ones left."""
+    containers = [reconcile(c) for c in list_containers()]
+    network = monitor._optional("minidocker.network")
+    if network is not None:
+        network.cleanup_stale()
+    return containers
 
 
 def _remove_cgroup(c: Container) -> None:
@@ -65,10 +70,11 @@ def start(c: Container, store, attach: bool) -> int | None:
     if c.state["State"]["Running"]:
         return None
     if attach:
-        code = monitor.run(c, store, attach=True)
-        if c.state["HostConfig"].get("AutoRemove"):
-            remove(c.reload(), force=True)
-        return code
+        try:
+            return monitor.run(c, store, attach=True)
+        finally:
+            if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir):
+                remove(c.reload(), force=True)
     monitor.start_detached(c, store)
     return None
 

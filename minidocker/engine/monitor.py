@@ -58,8 +58,9 @@ def _uses_bridge(state: dict) -> bool:
     return mode not in ("none", "host") and not mode.startswith("container:")
 
 
-def prepare(c: Container, store) -> None:
-    """Mount the root filesystem, write /etc files and the bundle's config.json."""
+def prepare(c: Container, store) -> list[tuple[str, str]]:
+    """Mount the root filesystem, write /etc files and the bundle's config.json; returns
+    the extra /etc/hosts entries (links)."""
     from .bundle import build_spec
     mount_rootfs(c, store.layer_dirs(c.image_id))
     extra_env, extra_hosts, extra_mounts = [], [], []
@@ -71,28 +72,36 @@ def prepare(c: Container, store) -> None:
     if volumes:
         extra_mounts = volumes.oci_mounts(c.state, c.rootfs)
     etc_files(c, c.state["Config"]["Hostname"], extra_hosts)
-    c.state["_extra_hosts"] = extra_hosts
     build_spec(c, extra_env, extra_mounts)
+    return extra_hosts
 
 
-def connect_network(c: Container, pid: int) -> None:
-    """Give the container its network: ``lo`` up always, plus a bridge address if asked."""
+def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) -> None:
+    """Give the container its network: ``lo`` up always, plus a bridge address if asked.
+
+    The network hook may add entries for the container's peers on a user-defined
+    network to ``state["_extra_hosts"]``; they go into /etc/hosts with the container's
+    own address, and are not kept in state.json.
+    """
     from ..kernel.netdev import set_link_up_in
     mode = c.state["HostConfig"]["NetworkMode"]
     if mode == "host" or mode.startswith("container:"):
         return
-    set_link_up_in(pid, "lo")
     if not _uses_bridge(c.state):
+        set_link_up_in(pid, "lo")  # the fast path: no need to load the network package
         return
     network = _optional("minidocker.network")
     if network is None:
         raise MinidockerError("bridge networking is not available in this build; use --network none|host")
-    settings = network.attach_container(c.state, pid)
-    c.state["NetworkSettings"] = settings
-    c.save()
-    ip = settings.get("IPAddress")
-    if ip:
-        write_hosts(c, [(ip, c.state["Config"]["Hostname"])], c.state.get("_extra_hosts", []))
+    c.state["_extra_hosts"] = []
+    try:
+        settings = network.attach_container(c.state, pid)
+    finally:
+        peers = c.state.pop("_extra_hosts", [])
+    c.update_fields(NetworkSettings=settings)
+    own = [(ep["IPAddress"], c.state["Config"]["Hostname"])
+           for ep in settings.get("Networks", {}).values() if ep.get("IPAddress")]
+    write_hosts(c, own, list(extra_hosts) + list(peers))
 
 
 def disconnect_network(c: Container) -> None:
@@ -126,8 +135,8 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
     code = 125
     try:
         c.reload()
-        c.state["NetworkSettings"] = {}
-        prepare(c, store)
+        c.update_fields(NetworkSettings={})
+        extra_hosts = prepare(c, store)
         cfg = c.state["Config"]
         tty_mode = bool(cfg.get("Tty"))
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -145,7 +154,7 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
                 os.close(err_w)
             pipes = {out_r: "stdout", err_r: "stderr"}
         os.close(devnull)
-        connect_network(c, proc.pid)
+        connect_network(c, proc.pid, extra_hosts)
         start_process(c, proc)
         c.update_state(Status="running", Running=True, Pid=proc.pid, StartedAt=now_iso(),
                        ExitCode=0, OOMKilled=False, Error="")
@@ -191,8 +200,8 @@ def finish(c: Container, code: int, proc=None, error: str = "") -> None:
         if proc is not None and hasattr(proc, "cleanup"):
             proc.cleanup()
         if os.path.isdir(c.dir):
-            c.reload()
-            c.state.pop("_extra_hosts", None)
+            # As Docker: a stopped container has no address and publishes no ports.
+            c.update_fields(NetworkSettings={})
             c.update_state(Status="exited", Running=False, Pid=0, ExitCode=code,
                            OOMKilled=oom, Error=error, FinishedAt=now_iso())
 
