@@ -33,9 +33,10 @@ RUN = os.path.join(REPO, "tests", "vm", "run")
 def test_vm_options_are_taken_out_and_the_rest_goes_to_pytest():
     s, args = harness.parse_command_line(
         ["-x", "--vm-timeout", "300", "-k", "oom and not v1", "--vm-accel=tcg", "--vm-keep",
-         "--vm-memory=1024", "tests/test_cgroups.py"], environ={})
+         "--vm-memory=1024", "tests/test_cgroups.py", "--vm-cpu-model", "qemu64"], environ={})
     assert args == ["-x", "-k", "oom and not v1", "tests/test_cgroups.py"]
     assert (s.timeout, s.accel, s.keep, s.memory_mb, s.setup_only) == (300, "tcg", True, 1024, False)
+    assert harness.accel_arguments("tcg", s.cpu_model)[-2:] == ["-cpu", "qemu64"]
     assert s.workdir == harness.DEFAULT_WORKDIR
 
 

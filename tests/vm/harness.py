@@ -75,6 +75,7 @@ class Settings:
     timeout: int = DEFAULT_TIMEOUT
     memory_mb: int = DEFAULT_MEMORY_MB
     cpus: int = 0               # 0: as many as the host has, at most 4
+    cpu_model: str = "max"      # qemu -cpu under TCG
     keep: bool = False          # keep the run dir (console log, junit.xml) for inspection
     setup_only: bool = False    # prepare qemu, kernel and initramfs, boot nothing
 
@@ -82,7 +83,7 @@ class Settings:
 HARNESS_OPTIONS = {
     "--vm-workdir": ("workdir", str), "--vm-accel": ("accel", str),
     "--vm-timeout": ("timeout", int), "--vm-memory": ("memory_mb", int),
-    "--vm-cpus": ("cpus", int),
+    "--vm-cpus": ("cpus", int), "--vm-cpu-model": ("cpu_model", str),
 }
 HARNESS_FLAGS = {"--vm-keep": "keep", "--vm-setup-only": "setup_only"}
 
@@ -99,6 +100,7 @@ VM options (environment variable in brackets):
   --vm-timeout SEC   kill the VM after SEC seconds [MINIDOCKER_VM_TIMEOUT] (default %d)
   --vm-memory MB     guest memory [MINIDOCKER_VM_MEMORY] (default %d)
   --vm-cpus N        guest CPUs [MINIDOCKER_VM_CPUS] (default: the host's, at most 4)
+  --vm-cpu-model M   qemu -cpu model under TCG [MINIDOCKER_VM_CPU_MODEL] (default max)
   --vm-keep          keep the run dir (console.log, junit.xml, status) afterwards
   --vm-setup-only    install and prepare everything, boot nothing
 Exit status: pytest's, %d if the VM timed out, %d if the VM could not run the tests.
@@ -115,7 +117,8 @@ def parse_command_line(argv: list[str], environ=os.environ) -> tuple[Settings, l
         accel=environ.get("MINIDOCKER_VM_ACCEL") or "auto",
         timeout=_int_setting("MINIDOCKER_VM_TIMEOUT", environ.get("MINIDOCKER_VM_TIMEOUT"), DEFAULT_TIMEOUT),
         memory_mb=_int_setting("MINIDOCKER_VM_MEMORY", environ.get("MINIDOCKER_VM_MEMORY"), DEFAULT_MEMORY_MB),
-        cpus=_int_setting("MINIDOCKER_VM_CPUS", environ.get("MINIDOCKER_VM_CPUS"), 0))
+        cpus=_int_setting("MINIDOCKER_VM_CPUS", environ.get("MINIDOCKER_VM_CPUS"), 0),
+        cpu_model=environ.get("MINIDOCKER_VM_CPU_MODEL") or "max")
     pytest_args: list[str] = []
     args = list(argv)
     while args:
@@ -236,12 +239,12 @@ def choose_accel(requested: str = "auto", sys_module: str = "/sys/module",
     return "kvm", f"hardware KVM ({hardware[0]})"
 
 
-def accel_arguments(accel: str) -> list[str]:
+def accel_arguments(accel: str, cpu_model: str = "max") -> list[str]:
     if accel == "kvm":
         return ["-accel", "kvm", "-cpu", "host"]
     # thread=multi: one host thread per guest CPU; "max" gives the guest every CPU
     # feature TCG can emulate (x86-64-v2 and more, which Python's builds expect).
-    return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    return ["-accel", "tcg,thread=multi", "-cpu", cpu_model]
 
 
 # --------------------------------------------------------------------------- host setup
@@ -610,12 +613,12 @@ def kernel_command_line(checkout: str, run_dir: str, kernel: Kernel) -> str:
 
 
 def qemu_command(accel: str, kernel: Kernel, initrd: str, cmdline: str, sockets: dict[str, str],
-                 memory_mb: int, cpus: int) -> list[str]:
+                 memory_mb: int, cpus: int, cpu_model: str = "max") -> list[str]:
     """qemu with nothing but what the guest needs: no default devices (so no network
     card: the guest cannot reach any network but its own), a serial console on stdio,
     and one vhost-user-fs device per share. virtiofs needs the guest's RAM to be
     shared memory (memfd) so virtiofsd can read and write the guest's buffers."""
-    argv = ["qemu-system-x86_64", *accel_arguments(accel), "-machine", "q35",
+    argv = ["qemu-system-x86_64", *accel_arguments(accel, cpu_model), "-machine", "q35",
             "-m", str(memory_mb), "-smp", str(cpus),
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-serial", "stdio", "-monitor", "none",
@@ -810,7 +813,7 @@ def boot_and_test(s: Settings, prepared: Prepared, accel: str, why: str, pytest_
         vm.wait_for_sockets(sockets)
         argv = qemu_command(accel, prepared.kernel, prepared.initrd,
                             kernel_command_line(checkout, vm.dir, prepared.kernel),
-                            sockets, s.memory_mb, cpus)
+                            sockets, s.memory_mb, cpus, s.cpu_model)
         log(f"booting kernel {prepared.kernel.version} with {accel} ({why}), {cpus} CPUs, "
             f"{s.memory_mb} MB; timeout {s.timeout} s")
         started = time.monotonic()
