@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+import time
 
 import pytest
 
@@ -465,3 +466,45 @@ def test_errors_are_one_clear_line(busybox_rootfs, bundle):
     message = str(info.value)
     assert message.startswith("container setup failed: ") and "\n" not in message
     assert "[Errno" not in message and "/etc/passwd/sub" in message
+
+
+def test_exec_process_codes_terminal_and_detach(busybox_rootfs, bundle, tmp_path):
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        write_bundle_spec(bundle, ["sleep", "60"], cid, env=["FROM_IMAGE=yes"],
+                          no_new_privileges=True)
+        proc = runtime.create(bundle, cid)
+        try:
+            runtime.start(proc)
+            with tempfile.TemporaryFile() as out, open(os.devnull, "rb") as null:
+                stdio = (null.fileno(), out.fileno(), out.fileno())
+                # the container's own environment and no_new_privs, unless told otherwise
+                code = runtime.exec_process(proc.pid, ["sh", "-c", "echo $FROM_IMAGE; "
+                                            "grep NoNewPrivs /proc/self/status; exit 6"], stdio=stdio)
+                assert code == 6
+                code = runtime.exec_process(proc.pid, ["sh", "-c", "id -u; id -G; pwd"],
+                                            env=["PATH=/bin"], uid=1000, gid=1000,
+                                            additional_gids=[5], cwd="/tmp", stdio=stdio)
+                assert code == 0
+                assert runtime.exec_process(proc.pid, ["touch", "/tmp/detached"], detach=True,
+                                            stdio=stdio) == 0
+                out.seek(0)
+                assert out.read().decode().split("\n")[:5] == ["yes", "NoNewPrivs:\t1", "1000",
+                                                              "1000 5", "/tmp"]
+            # a terminal: the exec gets the next pty of the container's devpts
+            handle = runtime.spawn_in(proc.pid, ["sh", "-c", "tty"], terminal=True)
+            try:
+                output = read_until_eio(handle.master_fd).decode()
+                assert handle.wait() == 0
+            finally:
+                handle.cleanup()
+            assert output.strip() == "/dev/pts/0"
+            for _ in range(200):   # the detached touch runs on its own
+                if os.path.exists(os.path.join(bundle, "upper/tmp/detached")):
+                    break
+                time.sleep(0.02)
+            assert os.path.exists(os.path.join(bundle, "upper/tmp/detached"))
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.cleanup()

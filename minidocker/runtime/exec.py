@@ -152,24 +152,67 @@ def exec_process(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: in
     only with ``interactive``); otherwise it shares our stdout/stderr, and our stdin
     only with ``interactive``. An exec error is printed on stderr, as Docker does.
     """
+    options = dict(additional_gids=additional_gids, capabilities=capabilities,
+                   no_new_privileges=no_new_privileges)
+    if detach:
+        error = _spawn_detached(pid, args, env, cwd, uid, gid, options)
+        if error:
+            print(f"minidocker: OCI runtime exec failed: {error}", file=sys.stderr)
+            return 126 if "permission denied" in error else 127
+        return 0
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        if detach:
-            stdio = (devnull, devnull, devnull)
-        elif stdio is None:
+        if stdio is None:
             stdio = (0 if interactive else devnull, 1, 2)
-        handle = spawn_in(pid, args, env, cwd, uid, gid, terminal and not detach, stdio,
-                          additional_gids=additional_gids, capabilities=capabilities,
-                          no_new_privileges=no_new_privileges)
+        handle = spawn_in(pid, args, env, cwd, uid, gid, terminal, stdio, **options)
     finally:
         os.close(devnull)
     if handle.exec_error:
         print(f"minidocker: OCI runtime exec failed: {handle.exec_error}", file=sys.stderr)
-    if detach:
-        return 0
     try:
         if handle.master_fd is not None:
             ptys.relay_terminal(handle.master_fd, forward_stdin=interactive)
         return handle.wait()
     finally:
         handle.cleanup()
+
+
+def _spawn_detached(pid, args, env, cwd, uid, gid, options) -> str | None:
+    """``docker exec -d``: start the command under a small *shim* process that waits for
+    it, and return at once (with the exec error, if any).
+
+    Why a shim: the exec'd process lives in the container's PID namespace, but its
+    parent is outside. A PID 1 that exits has to wait until *every* process of its
+    namespace has been reaped, including this one; if nobody waited for it, its zombie
+    would keep the container from ever finishing. The shim (a subreaper, like
+    containerd-shim) reaps it, whenever it ends.
+    """
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    shim = os.fork()
+    if shim == 0:
+        os.close(read_end)
+        try:
+            caps_mod.set_child_subreaper()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            handle = spawn_in(pid, args, env, cwd, uid, gid, False, (devnull, devnull, devnull),
+                              **options)
+            os.write(write_end, (handle.exec_error or "").encode())
+            os.close(write_end)
+            handle.wait(forward_signals=False)
+            handle.cleanup()
+        except BaseException as e:
+            try:
+                os.write(write_end, f"exec failed: {e}".encode())
+            except OSError:
+                pass
+            os._exit(125)
+        os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while True:
+        data = os.read(read_end, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(read_end)
+    return b"".join(chunks).decode() or None
