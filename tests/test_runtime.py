@@ -508,3 +508,15 @@ def test_exec_process_codes_terminal_and_detach(busybox_rootfs, bundle, tmp_path
             proc.kill()
             proc.wait()
             proc.cleanup()
+
+
+def test_privileged_keeps_every_capability_the_host_has(busybox_rootfs, bundle):
+    r = sh(busybox_rootfs, bundle, "grep CapEff /proc/self/status; mount -t tmpfs t /tmp && echo mounted; "
+                                   "wc -c < /proc/timer_list; grep ' /sys ' /proc/self/mountinfo",
+           privileged=True)
+    assert r.code == 0, r
+    fields = status_fields(r.out)
+    assert int(fields["CapEff"], 16) == capabilities.bounding_set()   # all the host allows
+    lines = r.out.splitlines()
+    assert "mounted" in lines and int(lines[2]) > 0                    # nothing masked
+    assert lines[3].split()[5].startswith("rw")                        # /sys writable
