@@ -520,3 +520,23 @@ def test_privileged_keeps_every_capability_the_host_has(busybox_rootfs, bundle):
     lines = r.out.splitlines()
     assert "mounted" in lines and int(lines[2]) > 0                    # nothing masked
     assert lines[3].split()[5].startswith("rw")                        # /sys writable
+
+
+def test_without_a_devices_cgroup_dev_is_nodev(busybox_rootfs, bundle):
+    """The cgroup v2 fallback (forced here by annotation): mknod'ed nodes cannot be
+    opened because /dev is nodev; the standard devices are bind mounts of the host's."""
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        spec = write_bundle_spec(bundle, ["sh", "-c",
+                                          "mknod /dev/sda b 8 0 && head -c 1 /dev/sda; echo rc=$?; "
+                                          "echo x > /dev/null && head -c 3 /dev/zero | wc -c; "
+                                          "stat -c '%t:%T' /dev/null; "
+                                          "grep -E ' /dev (rw|ro),' /proc/self/mountinfo"], cid)
+        spec["annotations"] = {"org.minidocker.dev-mode": "nodev"}
+        from minidocker.runtime.spec import write_spec
+        write_spec(bundle, spec)
+        r = run_bundle(bundle, cid)
+    lines = r.out.splitlines()
+    assert lines[:3] == ["rc=1", "3", "1:3"], r
+    assert "nodev" in lines[3].split()[5]
+    assert "/dev/sda: Permission denied" in r.err

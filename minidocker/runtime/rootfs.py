@@ -241,7 +241,7 @@ def _own_cgroup_paths() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- step 4
-def create_device_nodes(rootfs: str, devices) -> None:
+def create_device_nodes(rootfs: str, devices, bind_from_host: bool = False) -> None:
     """Step 4: the few device nodes a program expects in /dev (a fresh tmpfs).
 
     ``mknod`` makes a node: a name for a (type, major, minor) triple that the kernel's
@@ -255,14 +255,24 @@ def create_device_nodes(rootfs: str, devices) -> None:
         mode = device.get("fileMode", 0o666)
         if os.path.lexists(target):
             os.unlink(target)
+        if bind_from_host and os.path.exists(device["path"]):
+            bind_host_device(device["path"], target)
+            continue
         try:
             os.mknod(target, kind | mode, os.makedev(device["major"], device["minor"]))
             os.chmod(target, mode)  # mknod's mode is filtered by the umask
         except PermissionError:
             # Where mknod is refused (a user namespace), bind the host's node instead.
-            _make_target(target, like_file=True)
-            syscalls.mount(device["path"], target, None, MS_BIND)
+            bind_host_device(device["path"], target)
+            continue
         os.chown(target, device.get("uid", 0), device.get("gid", 0))
+
+
+def bind_host_device(host_path: str, target: str) -> None:
+    """Bind the host's device node onto an empty file: the container's node is then a
+    mount of its own, with the host /dev's flags (device access allowed)."""
+    _make_target(target, like_file=True)
+    syscalls.mount(host_path, target, None, MS_BIND)
 
 
 def create_dev_symlinks(rootfs: str) -> None:
@@ -328,19 +338,43 @@ def readonly_root() -> None:
 
 
 # --------------------------------------------------------------------------- together
+#: Annotation choosing how /dev is protected: "cgroup" (the devices cgroup, v1) or
+#: "nodev" (see :func:`device_protection`). Without it the runtime picks.
+DEV_MODE_ANNOTATION = "org.minidocker.dev-mode"
+
+
+def device_protection(spec: dict) -> str:
+    """How to keep the container away from devices other than the standard ones.
+
+    With cgroup v1 the *devices cgroup* filters every ``open`` of a device node (the
+    spec's allowlist). cgroup v2 has no such files: runc attaches an eBPF program to the
+    cgroup instead, which this runtime does not do. The fallback ("nodev") gives the
+    same guarantee with mount flags: the /dev tmpfs is mounted ``nodev``, so a node made
+    there with ``mknod`` cannot be opened (EACCES), and the standard devices are *bind
+    mounts* of the host's nodes, whose own mounts allow device access.
+    """
+    mode = (spec.get("annotations") or {}).get(DEV_MODE_ANNOTATION)
+    if mode in ("cgroup", "nodev"):
+        return mode
+    return "cgroup" if os.path.isdir("/sys/fs/cgroup/devices") else "nodev"
+
+
 def prepare_rootfs(spec: dict, rootfs: str, in_cgroup_ns: bool, devices) -> None:
     """Steps 1-4: everything mounted and created under ``rootfs``, still on the host's
     root."""
     make_root_private()
     bind_rootfs_onto_itself(rootfs)
+    nodev_dev = device_protection(spec) == "nodev"
     for entry in spec.get("mounts", []):
+        if nodev_dev and entry.get("destination") == "/dev":
+            entry = dict(entry, options=list(entry.get("options") or []) + ["nodev"])
         try:
             mount_entry(rootfs, entry, in_cgroup_ns)
         except OSError as e:
             raise OSError(e.errno, f"mount {entry.get('destination')} "
                                    f"({entry.get('type')}): {e.strerror}") from None
     if os.path.isdir(path_in_root(rootfs, "/dev")):
-        create_device_nodes(rootfs, devices)
+        create_device_nodes(rootfs, devices, bind_from_host=nodev_dev)
         create_dev_symlinks(rootfs)
 
 
