@@ -9,6 +9,7 @@ tests do.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import tempfile
 import time
@@ -540,3 +541,14 @@ def test_without_a_devices_cgroup_dev_is_nodev(busybox_rootfs, bundle):
     assert lines[:3] == ["rc=1", "3", "1:3"], r
     assert "nodev" in lines[3].split()[5]
     assert "/dev/sda: Permission denied" in r.err
+
+
+def test_without_a_cgroup_namespace_the_own_groups_are_bound(busybox_rootfs, bundle):
+    no_cgroupns = [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")]
+    r = sh(busybox_rootfs, bundle, "grep :memory: /proc/self/cgroup; "
+                                   "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+           namespaces=no_cgroupns, memory=32 << 20)
+    assert r.code == 0, r
+    path, limit = r.out.split()
+    assert re.fullmatch(r"\d+:memory:/minidocker/[0-9a-f]{64}", path)   # the host's view
+    assert limit == str(32 << 20)   # /sys/fs/cgroup/memory is the container's own group

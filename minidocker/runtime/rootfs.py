@@ -198,7 +198,12 @@ def mount_cgroup(rootfs: str, destination: str, flags: int, in_cgroup_ns: bool) 
     _make_target(target, like_file=False)
     hierarchies = host_cgroup_mounts()
     if any(point == "/sys/fs/cgroup" and fstype == "cgroup2" for point, fstype, _ in hierarchies):
-        syscalls.mount("cgroup", target, "cgroup2", flags & ~MS_BIND)
+        if in_cgroup_ns:
+            syscalls.mount("cgroup", target, "cgroup2", flags & ~MS_BIND)
+        else:
+            own = _own_cgroup_paths().get("", "/")
+            syscalls.mount(os.path.join("/sys/fs/cgroup", own.lstrip("/")), target, None, MS_BIND)
+            syscalls.mount(None, target, None, MS_BIND | MS_REMOUNT | (flags & ~MS_BIND))
         return
     base_flags = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
     syscalls.mount("tmpfs", target, "tmpfs", base_flags, "mode=755")
