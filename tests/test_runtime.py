@@ -552,3 +552,26 @@ def test_without_a_cgroup_namespace_the_own_groups_are_bound(busybox_rootfs, bun
     path, limit = r.out.split()
     assert re.fullmatch(r"\d+:memory:/minidocker/[0-9a-f]{64}", path)   # the host's view
     assert limit == str(32 << 20)   # /sys/fs/cgroup/memory is the container's own group
+
+
+def test_relay_terminal_copies_input_and_output(busybox_rootfs, bundle, tmp_path):
+    """relay_terminal with a pipe as our stdin: the bytes reach the container's pty, and
+    the end of our input becomes the terminal's EOF character (Ctrl-D)."""
+    cid = new_id()
+    stdin_r, stdin_w = os.pipe()
+    os.write(stdin_w, b"hello pty\n")
+    os.close(stdin_w)
+    with overlay_bundle(busybox_rootfs, bundle), tempfile.TemporaryFile() as out:
+        write_bundle_spec(bundle, ["sh", "-c", "read line; echo \"got: $line\"; cat; echo end"],
+                          cid, terminal=True)
+        proc = runtime.create(bundle, cid)
+        try:
+            runtime.start(proc)
+            runtime.relay_terminal(proc.master_fd, stdin_fd=stdin_r, stdout_fd=out.fileno())
+            assert proc.wait() == 0
+        finally:
+            proc.cleanup()
+            os.close(stdin_r)
+        out.seek(0)
+        text = out.read().decode().replace("\r\n", "\n")
+    assert "got: hello pty\n" in text and text.endswith("end\n")
