@@ -83,9 +83,10 @@ def relay_terminal(master_fd: int, stdin_fd: int = 0, stdout_fd: int = 1,
     """Copy between the user's terminal and the container's pty until the container
     closes it.
 
-    * the user's terminal goes into *raw* mode: keys (Ctrl-C too) travel as bytes to
-      the container's terminal, whose line discipline turns them into signals and
-      echo; our terminal must not do that a second time. It is restored at the end.
+    * the user's terminal goes into *raw* mode (when ``forward_stdin``): keys (Ctrl-C
+      too) travel as bytes to the container's terminal, whose line discipline turns
+      them into signals and echo; our terminal must not do that a second time. It is
+      restored at the end.
     * window size: copied now and on every SIGWINCH (the user resized the window).
     * the end: reading the master fails with EIO once every slave fd is closed, i.e.
       the container's processes have exited.
@@ -93,9 +94,12 @@ def relay_terminal(master_fd: int, stdin_fd: int = 0, stdout_fd: int = 1,
     import tty
     saved = None
     if os.isatty(stdin_fd):
-        saved = termios.tcgetattr(stdin_fd)
-        tty.setraw(stdin_fd)
         set_window_size(master_fd, get_window_size(stdin_fd))
+        if forward_stdin:
+            # Only when our keys go to the container (docker run -it); with -t alone,
+            # Ctrl-C stays a signal to us, which we pass on.
+            saved = termios.tcgetattr(stdin_fd)
+            tty.setraw(stdin_fd)
     previous_winch = None
     try:
         if os.isatty(stdin_fd):
