@@ -109,3 +109,12 @@ def test_exit_codes_are_the_same(busybox_rootfs, tmp_path, data_root, args, code
     theirs, ours = both_ways(busybox_rootfs, tmp_path, args, memory=16 << 20)
     assert ours.code == code
     assert theirs.returncode == code, theirs.stderr
+
+
+def test_seccomp_profile_means_the_same_to_runc(busybox_rootfs, tmp_path, data_root):
+    script = ("grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null; echo unshare=$?; "
+              "unshare -n true 2>/dev/null; echo unshare-net=$?; echo done")
+    theirs, ours = both_ways(busybox_rootfs, tmp_path, ["sh", "-c", script], seccomp=True)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.out == theirs.stdout
+    assert ours.out.split() == ["Seccomp:", "2", "unshare=1", "unshare-net=1", "done"]

@@ -575,3 +575,52 @@ def test_relay_terminal_copies_input_and_output(busybox_rootfs, bundle, tmp_path
         out.seek(0)
         text = out.read().decode().replace("\r\n", "\n")
     assert "got: hello pty\n" in text and text.endswith("end\n")
+
+
+# --------------------------------------------------------------------------- seccomp
+def test_seccomp_filter_refuses_new_namespaces_and_mounts(busybox_rootfs, bundle):
+    script = ("grep Seccomp: /proc/self/status; unshare -U true; echo rc=$?; "
+              "unshare -n true; echo rc=$?; echo still-works")
+    r = sh(busybox_rootfs, bundle, script, seccomp=True)
+    assert r.code == 0, r
+    assert r.out.split() == ["Seccomp:", "2", "rc=1", "rc=1", "still-works"]
+    assert r.err.count("Operation not permitted") == 2
+    # without the filter, root with Docker's capabilities can still make a user namespace
+    r = sh(busybox_rootfs, bundle + "-2", "grep Seccomp: /proc/self/status; unshare -U true; echo rc=$?")
+    assert r.out.split() == ["Seccomp:", "0", "rc=0"]
+
+
+def test_seccomp_profile_compiles_to_bpf():
+    from minidocker.runtime import seccomp
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["unshare", "mount"], "action": "SCMP_ACT_ERRNO"},
+                            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
+    program = seccomp.compile_filter(profile, "x86_64")
+    assert program[:2] == [(0x20, 0, 0, 4), (0x15, 1, 0, 0xC000003E)]   # check the arch
+    assert (0x15, 0, 1, 272) in program and (0x15, 0, 1, 165) in program  # unshare, mount
+    assert (0x06, 0, 0, 0x00050000 | 1) in program                       # ERRNO(EPERM)
+    assert (0x06, 0, 0, 0x00050000 | 38) in program                      # ERRNO(ENOSYS)
+    assert program[-1] == (0x06, 0, 0, 0x7fff0000)                        # default: allow
+    with pytest.raises(ValueError, match="unknown to this runtime"):
+        seccomp.compile_filter({"syscalls": [{"names": ["nosuchcall"], "action": "SCMP_ACT_ERRNO"}]},
+                               "x86_64")
+
+
+def test_exec_gets_the_seccomp_profile_it_is_given(busybox_rootfs, bundle):
+    cid = new_id()
+    with overlay_bundle(busybox_rootfs, bundle):
+        spec = write_bundle_spec(bundle, ["sleep", "60"], cid, seccomp=True)
+        proc = runtime.create(bundle, cid)
+        try:
+            runtime.start(proc)
+            with tempfile.TemporaryFile() as out:
+                code = runtime.exec_process(proc.pid, ["sh", "-c", "unshare -U true"],
+                                            stdio=(0, out.fileno(), out.fileno()),
+                                            seccomp_profile=spec["linux"]["seccomp"])
+                assert code == 1
+                out.seek(0)
+                assert b"Operation not permitted" in out.read()
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.cleanup()

@@ -36,6 +36,7 @@ from . import process as proc_steps
 from . import pty as ptys
 from . import resources
 from . import rootfs as rootfs_steps
+from . import seccomp
 from .spec import DEFAULT_DEVICES, load_spec, namespace_entries, rootfs_path
 
 #: Signals the caller passes on to the container while it waits (Docker's sig-proxy).
@@ -413,6 +414,9 @@ def _container_init(spec: dict, rootfs: str, sock: socket.socket, stdio, entries
         proc_steps.apply_rlimits(process.get("rlimits"))
         cwd = process.get("cwd") or "/"
         os.makedirs(cwd, exist_ok=True)  # Docker creates a missing working dir
+        if spec.get("linux", {}).get("seccomp"):
+            # The last moment: the filter refuses mount/unshare/setns..., all done now.
+            seccomp.install(spec["linux"]["seccomp"])
         proc_steps.become_user(process.get("user", {}), process.get("capabilities"),
                                bool(process.get("noNewPrivileges")))
         os.chdir(cwd)

@@ -23,6 +23,7 @@ from ..kernel import capabilities as caps_mod
 from ..kernel import namespaces
 from . import process as proc_steps
 from . import pty as ptys
+from . import seccomp
 from .create import (ContainerProcess, _report_and_exit, close_fds_except,
                      collect_setup_messages, receive_message, reset_signals, send_message,
                      setup_stdio)
@@ -48,8 +49,11 @@ def container_environment(pid: int) -> list[str]:
 
 def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 0,
              terminal: bool = False, stdio=(0, 1, 2), *, additional_gids=(),
-             capabilities=None, no_new_privileges=None) -> ContainerProcess:
+             capabilities=None, no_new_privileges=None, seccomp_profile=None) -> ContainerProcess:
     """Start ``args`` inside the container whose PID 1 has host pid ``pid``.
+
+    ``seccomp_profile`` is the container's ``linux.seccomp`` (a filter cannot be read
+    back from a running process, so the caller passes it on, as Docker does).
 
     Returns a handle (``.pid``, ``.master_fd`` with ``terminal``, ``.wait()``,
     ``.exec_error``) once the command has been exec'd (or failed to be).
@@ -77,7 +81,7 @@ def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 
         if intermediate == 0:
             parent_end.close()
             _intermediate(pid, cgroup, child_end, list(args), env, cwd, user, terminal,
-                          stdio, capabilities, no_new_privileges)
+                          stdio, capabilities, no_new_privileges, seccomp_profile)
         child_end.close()
         _handshake(handle, intermediate)
     except BaseException:
@@ -107,20 +111,21 @@ def _handshake(handle: ContainerProcess, intermediate: int) -> None:
     handle._sock = None
 
 
-def _intermediate(pid, cgroup, sock, args, env, cwd, user, terminal, stdio, caps, nnp) -> None:
+def _intermediate(pid, cgroup, sock, args, env, cwd, user, terminal, stdio, caps, nnp,
+                  seccomp_profile) -> None:
     try:
         cgroup.add(os.getpid())
         namespaces.enter(pid)
         child = os.fork()
         if child == 0:
-            _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp)
+            _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_profile)
         send_message(sock, {"pid": child})
     except BaseException as e:
         _report_and_exit(sock, e)
     os._exit(0)
 
 
-def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp) -> None:
+def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_profile) -> None:
     try:
         setup_stdio(stdio)
         os.setsid()
@@ -128,6 +133,8 @@ def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp) -> None:
         if terminal:
             master, slave = ptys.open_pty_in("/dev/pts")
             ptys.attach_to_terminal(slave)
+        if seccomp_profile:
+            seccomp.install(seccomp_profile)
         proc_steps.become_user(user, caps, nnp)
         os.chdir(cwd or "/")
         environment = proc_steps.env_dict(env)
@@ -144,7 +151,7 @@ def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp) -> None:
 def exec_process(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 0,
                  terminal: bool = False, stdio=None, *, additional_gids=(),
                  interactive: bool = False, detach: bool = False, capabilities=None,
-                 no_new_privileges=None) -> int:
+                 no_new_privileges=None, seccomp_profile=None) -> int:
     """``docker exec [-i] [-t] [-d]``: run ``args`` in the container and return its exit
     code (0 at once with ``detach``).
 
@@ -153,7 +160,7 @@ def exec_process(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: in
     only with ``interactive``. An exec error is printed on stderr, as Docker does.
     """
     options = dict(additional_gids=additional_gids, capabilities=capabilities,
-                   no_new_privileges=no_new_privileges)
+                   no_new_privileges=no_new_privileges, seccomp_profile=seccomp_profile)
     if detach:
         error = _spawn_detached(pid, args, env, cwd, uid, gid, options)
         if error:

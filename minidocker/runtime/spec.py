@@ -116,7 +116,8 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
                  additional_gids=(), rootfs="rootfs", readonly_rootfs=False,
                  memory=None, cpus=None, pids_limit=None, cgroups_path=None,
                  capabilities=None, no_new_privileges=False, namespaces=None,
-                 mounts=(), privileged=False, oom_score_adj=None, rlimits=None) -> dict:
+                 mounts=(), privileged=False, oom_score_adj=None, rlimits=None,
+                 seccomp=False) -> dict:
     """The OCI ``config.json`` that ``docker run`` would produce, as a dict.
 
     ``args`` is the command (entrypoint + cmd already merged); ``env`` a list of
@@ -127,7 +128,9 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
     replace the default new mount/network/uts/pid/ipc/cgroup namespaces: leave
     ``network`` out for ``--network host``, give it a ``path`` for ``container:X``.
     ``mounts`` are appended to Docker's default mounts (bind mounts of
-    /etc/hostname, /etc/hosts, /etc/resolv.conf, volumes).
+    /etc/hostname, /etc/hosts, /etc/resolv.conf, volumes). ``seccomp=True`` adds a
+    system call filter refusing what Docker's default profile refuses to an
+    unprivileged container (:func:`minidocker.runtime.seccomp.docker_like_profile`).
     """
     if not args:
         raise InvalidInput("no command specified")
@@ -172,6 +175,9 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
     }
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
+    if seccomp and not privileged:
+        from .seccomp import docker_like_profile
+        linux["seccomp"] = docker_like_profile()
     if not privileged:
         linux["maskedPaths"] = list(DEFAULT_MASKED_PATHS)
         linux["readonlyPaths"] = list(DEFAULT_READONLY_PATHS)
