@@ -139,3 +139,10 @@ def test_signals_to_the_tool_reach_the_container(busybox_rootfs, data_root):
             tool.wait()
         tool.stdout.close()
         tool.stderr.close()
+
+
+def test_seccomp_flag(busybox_rootfs, data_root):
+    r = run_tool("container", "--rootfs", busybox_rootfs, "--seccomp", "sh", "-c",
+                 "unshare -U true; echo rc=$?")
+    assert r.stdout.strip() == "rc=1"
+    assert "Operation not permitted" in r.stderr
