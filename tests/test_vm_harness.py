@@ -105,6 +105,10 @@ def test_named_tests_replace_the_selection():
     assert harness.names_tests(["-x", "tests/test_cgroups.py"])
     assert harness.names_tests(["tests/test_cgroups.py::test_format_bytes"])
     assert not harness.names_tests(["-x", "-k", "oom"])
+    # an option's value is not a test to run
+    assert not harness.names_tests(["--deselect", "tests/test_cgroups.py::test_format_bytes",
+                                    "-k", "tests", "--junitxml", "tests/x.xml", "--durations", "5"])
+    assert harness.names_tests(["--deselect", "tests/test_cgroups.py::test_x", "tests/test_cgroups.py"])
     assert not harness.names_tests([])
 
 

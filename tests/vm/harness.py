@@ -200,10 +200,25 @@ def selection_problems(entries: list[str], repo: str = REPO) -> list[str]:
     return problems
 
 
+# pytest options whose value is the next argument (``-k EXPR``, ``--deselect NODEID``):
+# that value names no test to run, even when it looks like a path or a node id.
+PYTEST_OPTIONS_WITH_A_VALUE = {
+    "-k", "-m", "-p", "-o", "-c", "-W", "-r", "--deselect", "--ignore", "--ignore-glob",
+    "--durations", "--durations-min", "--maxfail", "--junitxml", "--junit-xml", "--rootdir",
+    "--basetemp", "--confcutdir", "--tb", "--color", "--code-highlight", "--import-mode",
+    "--override-ini", "--log-level", "--log-file", "--log-cli-level", "--log-format",
+    "--capture", "--runxfail-reason", "--pythonwarnings", "--config-file", "--inifile",
+}
+
+
 def names_tests(pytest_args: list[str], repo: str = REPO) -> bool:
     """True when ``pytest_args`` already name what to run (a path or a node id), so the
     selection file is not added: ``tests/vm/run tests/test_cgroups.py -x``."""
-    for arg in pytest_args:
+    args = iter(pytest_args)
+    for arg in args:
+        if arg in PYTEST_OPTIONS_WITH_A_VALUE:
+            next(args, None)
+            continue
         if arg.startswith("-"):
             continue
         if "::" in arg or os.path.exists(os.path.join(repo, arg)):
@@ -751,6 +766,23 @@ def log(message: str) -> None:
     print(f"vm: {message}", file=sys.stderr, flush=True)
 
 
+class setup_lock:
+    """An exclusive flock on ``WORKDIR/setup.lock``: two runs at once never unpack the
+    same kernel, and a starting run's dir never looks stale to the other."""
+
+    def __init__(self, workdir: str):
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, "setup.lock")
+
+    def __enter__(self):
+        self.file = open(self.path, "w")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
 @dataclasses.dataclass
 class Prepared:
     kernel: Kernel
@@ -761,9 +793,7 @@ class Prepared:
 def prepare(s: Settings) -> Prepared:
     """Everything a boot needs, set up once and reused (idempotent; under a lock so two
     runs at once do not unpack the same kernel)."""
-    os.makedirs(s.workdir, exist_ok=True)
-    with open(os.path.join(s.workdir, "setup.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with setup_lock(s.workdir):
         ensure_host_packages(log)
         kernel = ensure_kernel(s.workdir, log)
         initrd = ensure_initramfs(s.workdir, kernel, log)
@@ -795,12 +825,16 @@ def main(argv: list[str]) -> int:
     except HarnessError as e:
         log(f"error: {e}")
         return EXIT_HARNESS_ERROR
+    except KeyboardInterrupt:
+        log("interrupted; the VM is stopped")
+        return 130
 
 
 def boot_and_test(s: Settings, prepared: Prepared, accel: str, why: str, pytest_args) -> int:
     cpus = s.cpus or min(os.cpu_count() or 1, 4)
     checkout = os.path.realpath(REPO)
-    vm = Run(s, log)
+    with setup_lock(s.workdir):
+        vm = Run(s, log)
     previous_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         with open(os.path.join(vm.dir, "settings.sh"), "w") as f:
