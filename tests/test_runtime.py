@@ -624,3 +624,10 @@ def test_exec_gets_the_seccomp_profile_it_is_given(busybox_rootfs, bundle):
             proc.kill()
             proc.wait()
             proc.cleanup()
+
+
+def test_seccomp_gives_calls_back_with_their_capability(busybox_rootfs, bundle):
+    caps = capabilities.DOCKER_DEFAULT_CAPS + ["CAP_SYS_ADMIN"]   # --cap-add SYS_ADMIN
+    r = sh(busybox_rootfs, bundle, "mount -t tmpfs t /tmp && echo mounted; "
+                                   "grep Seccomp: /proc/self/status", seccomp=True, capabilities=caps)
+    assert r.out.split() == ["mounted", "Seccomp:", "2"], r

@@ -109,18 +109,37 @@ BLOCKED_SYSCALLS = [
 ]
 
 
-def docker_like_profile() -> dict:
+#: Calls Docker's profile gives back to a container granted a capability
+#: (``--cap-add SYS_ADMIN`` may mount, ``SYS_PTRACE`` may run strace...).
+ALLOWED_WITH_CAPABILITY = {
+    "CAP_SYS_ADMIN": ["bpf", "fsconfig", "fsmount", "fsopen", "fspick", "lookup_dcookie",
+                      "mount", "move_mount", "name_to_handle_at", "open_tree",
+                      "perf_event_open", "quotactl", "setns", "umount2", "unshare", "clone3"],
+    "CAP_SYS_BOOT": ["reboot"],
+    "CAP_SYS_MODULE": ["delete_module", "init_module", "finit_module"],
+    "CAP_SYS_PACCT": ["acct"],
+    "CAP_SYS_PTRACE": ["kcmp", "process_vm_readv", "process_vm_writev", "ptrace"],
+    "CAP_SYS_RAWIO": ["iopl", "ioperm"],
+    "CAP_SYS_TIME": ["settimeofday", "clock_settime", "clock_adjtime"],
+    "CAP_BPF": ["bpf"],
+    "CAP_PERFMON": ["perf_event_open"],
+}
+
+
+def docker_like_profile(capabilities=()) -> dict:
     """A ``linux.seccomp`` section refusing :data:`BLOCKED_SYSCALLS` with EPERM (and
-    ``clone3`` with ENOSYS) on this machine's architecture."""
+    ``clone3`` with ENOSYS) on this machine's architecture, except the calls that the
+    given ``capabilities`` (the container's bounding set) give back, as in Docker."""
     arch = ARCHES.get(platform.machine())
-    names = [n for n in BLOCKED_SYSCALLS if arch and n in arch["numbers"]]
+    granted = {name for cap in capabilities for name in ALLOWED_WITH_CAPABILITY.get(cap, ())}
+    names = [n for n in BLOCKED_SYSCALLS if arch and n in arch["numbers"] and n not in granted]
     return {
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": [arch["spec_name"]] if arch else [],
         "syscalls": [
             {"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
-            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS},
-        ],
+        ] + ([] if "clone3" in granted else [
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS}]),
     }
 
 

@@ -177,7 +177,7 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
         linux["cgroupsPath"] = cgroups_path
     if seccomp and not privileged:
         from .seccomp import docker_like_profile
-        linux["seccomp"] = docker_like_profile()
+        linux["seccomp"] = docker_like_profile(caps)
     if not privileged:
         linux["maskedPaths"] = list(DEFAULT_MASKED_PATHS)
         linux["readonlyPaths"] = list(DEFAULT_READONLY_PATHS)
