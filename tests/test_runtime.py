@@ -631,3 +631,21 @@ def test_seccomp_gives_calls_back_with_their_capability(busybox_rootfs, bundle):
     r = sh(busybox_rootfs, bundle, "mount -t tmpfs t /tmp && echo mounted; "
                                    "grep Seccomp: /proc/self/status", seccomp=True, capabilities=caps)
     assert r.out.split() == ["mounted", "Seccomp:", "2"], r
+
+
+# --------------------------------------------------------------------------- runc-like CLI
+def test_python_m_runtime_spec_and_run(busybox_rootfs, bundle):
+    import subprocess
+    import sys
+    cli = [sys.executable, "-m", "minidocker.runtime"]
+    with overlay_bundle(busybox_rootfs, bundle):
+        r = subprocess.run(cli + ["spec", "--bundle", bundle, "--", "sh", "-c", "echo $$; hostname"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip() == os.path.join(bundle, "config.json")
+        r = subprocess.run(cli + ["run", "--bundle", bundle, new_id()], capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL)
+        assert (r.returncode, r.stdout) == (0, "1\nminidocker\n"), r.stderr
+        r = subprocess.run(cli + ["run", "--bundle", bundle + "-missing", "x"], capture_output=True,
+                           text=True)
+        assert r.returncode == 125
+        assert "no config.json" in r.stderr and len(r.stderr.strip().splitlines()) == 1
