@@ -300,11 +300,13 @@ def test_virtiofsd_shares_with_the_chroot_sandbox():
 def test_guest_settings_survive_bash_quoting(tmp_path):
     args = ["-k", "oom and not v1", "it's", "$HOME", "tests/test_cgroups.py::test_x[a b]"]
     settings = tmp_path / "settings.sh"
-    settings.write_text(harness.guest_settings(Settings(timeout=900), args))
+    settings.write_text(harness.guest_settings(Settings(timeout=900), args, "the selection's"))
     out = subprocess.run(["bash", "-c", f'. {settings}; printf "%s\\0" "${{PYTEST_ARGS[@]}}"; '
-                          'echo "$PYTEST_DEADLINE"'], capture_output=True, text=True, check=True).stdout
-    *got, deadline = out.split("\0")
+                          'printf "%s\\0%s" "$PYTEST_SUMMARY" "$PYTEST_DEADLINE"'],
+                         capture_output=True, text=True, check=True).stdout
+    *got, summary, deadline = out.split("\0")
     assert got == args
+    assert summary == "the selection's"
     assert int(deadline) < 900
 
 

@@ -646,13 +646,14 @@ def qemu_command(accel: str, kernel: Kernel, initrd: str, cmdline: str, sockets:
     return argv
 
 
-def guest_settings(s: Settings, pytest_args: list[str]) -> str:
-    """``settings.sh`` for the guest's init (it sources it): the pytest arguments and
-    a deadline for pytest a little before the harness kills the VM, so that pytest is
-    interrupted (SIGINT) and still prints which test hung and the summary."""
+def guest_settings(s: Settings, pytest_args: list[str], summary: str = "") -> str:
+    """``settings.sh`` for the guest's init (it sources it): the pytest arguments, what
+    to print for them, and a deadline for pytest a little before the harness kills the
+    VM, so that pytest is interrupted (SIGINT) and can still print its summary."""
     deadline = max(60, s.timeout - 60)
     lines = [f"PYTEST_DEADLINE={deadline}",
-             "PYTEST_ARGS=(" + " ".join(shlex.quote(a) for a in pytest_args) + ")"]
+             "PYTEST_ARGS=(" + " ".join(shlex.quote(a) for a in pytest_args) + ")",
+             f"PYTEST_SUMMARY={shlex.quote(summary or ' '.join(pytest_args))}"]
     return "\n".join(lines) + "\n"
 
 
@@ -813,7 +814,9 @@ def main(argv: list[str]) -> int:
         problems = selection_problems(selection)
         if problems:
             raise HarnessError("tests/vm/kernel-tests.txt: " + "; ".join(problems))
+        summary = " ".join(pytest_args)
         if not names_tests(pytest_args):
+            summary = f"[{len(selection)} entries of tests/vm/kernel-tests.txt] {summary}".strip()
             pytest_args = selection + pytest_args
         prepared = prepare(s)
         accel, why = choose_accel(s.accel)
@@ -821,7 +824,7 @@ def main(argv: list[str]) -> int:
             log(f"ready: kernel {prepared.kernel.version}, {os.path.basename(prepared.initrd)}, "
                 f"accel {accel} ({why})")
             return 0
-        return boot_and_test(s, prepared, accel, why, pytest_args)
+        return boot_and_test(s, prepared, accel, why, pytest_args, summary)
     except HarnessError as e:
         log(f"error: {e}")
         return EXIT_HARNESS_ERROR
@@ -830,7 +833,8 @@ def main(argv: list[str]) -> int:
         return 130
 
 
-def boot_and_test(s: Settings, prepared: Prepared, accel: str, why: str, pytest_args) -> int:
+def boot_and_test(s: Settings, prepared: Prepared, accel: str, why: str, pytest_args,
+                  summary: str = "") -> int:
     cpus = s.cpus or min(os.cpu_count() or 1, 4)
     checkout = os.path.realpath(REPO)
     with setup_lock(s.workdir):
@@ -838,7 +842,7 @@ def boot_and_test(s: Settings, prepared: Prepared, accel: str, why: str, pytest_
     previous_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         with open(os.path.join(vm.dir, "settings.sh"), "w") as f:
-            f.write(guest_settings(s, pytest_args))
+            f.write(guest_settings(s, pytest_args, summary))
         sockets = {
             "hostroot": vm.share(prepared.virtiofsd, "hostroot", "/", "always"),
             "checkout": vm.share(prepared.virtiofsd, "checkout", checkout, "auto"),
