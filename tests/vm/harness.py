@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import fcntl
+import glob
 import gzip
 import hashlib
 import io
@@ -694,7 +695,6 @@ class Run:
             time.sleep(0.05)
 
     def _tail(self, pattern) -> str:
-        import glob
         text = ""
         for path in glob.glob(os.path.join(self.dir, pattern)):
             with open(path, errors="replace") as f:
