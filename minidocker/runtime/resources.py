@@ -1,7 +1,8 @@
 """``linux.resources`` of the spec -> the container's cgroup (memory, cpu, pids, devices).
 
 The runtime makes one cgroup per container (``linux.cgroupsPath``, by default
-``minidocker/<id>``), writes the limits into it and puts the container's first process
+``/minidocker/<id>``: absolute, from each hierarchy's root, as runc reads it; a relative
+path runc would place below its own cgroup), writes the limits into it and puts the container's first process
 there *before* it makes the cgroup namespace and forks PID 1: every process of the
 container is born inside, and the new cgroup namespace is rooted at the container's
 group, so ``cat /proc/self/cgroup`` inside shows ``/``.
@@ -16,7 +17,7 @@ from ..errors import InvalidInput, MinidockerError
 
 def cgroup_path(spec: dict, container_id: str) -> str:
     """The container's cgroup relative to each hierarchy's root."""
-    path = spec.get("linux", {}).get("cgroupsPath") or f"minidocker/{container_id}"
+    path = spec.get("linux", {}).get("cgroupsPath") or f"/minidocker/{container_id}"
     return path.strip("/")
 
 
