@@ -13,7 +13,7 @@ fi
 
 APT_PACKAGES=(
   python3 python3-venv python3-pip
-  busybox-static iproute2 iptables procps util-linux debootstrap zstd tar
+  busybox-static iproute2 iptables procps util-linux debootstrap zstd tar curl
   podman runc skopeo umoci buildah docker-registry oci-image-tool uidmap
   vagrant
 )

@@ -127,6 +127,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         node = item.nodeid
         if any(node == s or node.startswith(s.rstrip("/") + "::") or
+               node.startswith(s + "[") or
                (s.endswith("/") and node.startswith(s)) for s in selection):
             item.add_marker(pytest.mark.kernel)
 
