@@ -23,6 +23,20 @@ IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (namespaces, mounts, cgroups)")
 
 
+# --------------------------------------------------------------------------- network guard
+#: Tests talk only to 127.0.0.0/8 and to containers on minidocker's own bridge. An
+#: image reference without a registry host means Docker Hub, so a test that forgot to
+#: bootstrap, tag or ``--pull never`` would go out to the internet. Every HTTPS client
+#: the tests start (minidocker's, podman's, skopeo's) honours ``HTTPS_PROXY``: point it
+#: at a closed loopback port, and such a request fails at once, on this machine.
+#: Registries on loopback (the embedded one, docker-registry) bypass it via ``NO_PROXY``.
+CLOSED_PROXY = "http://127.0.0.1:9"
+for _name in ("HTTPS_PROXY", "https_proxy"):
+    os.environ[_name] = CLOSED_PROXY
+for _name in ("NO_PROXY", "no_proxy"):
+    os.environ[_name] = "localhost,127.0.0.1,127.0.0.0/8,::1"
+
+
 # --------------------------------------------------------------------------- leak check
 def _mounts():
     with open("/proc/self/mountinfo") as f:

@@ -433,6 +433,20 @@ def test_run_of_a_missing_image_pulls_it_first(tmp_path, source):
     assert f"Status: Downloaded newer image for {ref}:latest" in r.stderr
 
 
+def test_an_unreachable_registry_is_one_line_and_leaves_no_trace(tmp_path):
+    """A reference without a host means Docker Hub; under the tests' network guard
+    (conftest: HTTPS goes to a closed loopback port) it cannot be reached, which is what
+    a user sees offline: one line naming the registry, exit 125, nothing in the store."""
+    root = str(tmp_path / "offline")
+    for args in (("pull", "alpine:3.20"), ("run", "--rm", "alpine:3.20", "true")):
+        r = minidocker(*args, root=root, timeout=60)
+        assert r.returncode == 125, r.stderr
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("minidocker: ") and "registry-1.docker.io" in last, r.stderr
+    assert not os.path.exists(os.path.join(root, "blobs")) or not any(
+        files for _, _, files in os.walk(os.path.join(root, "blobs")))
+
+
 MEMORY_PROBE = """
 import io, json, sys
 from minidocker.image.store import Store
