@@ -54,14 +54,19 @@ def reconcile_all() -> list[Container]:
 
 
 def _remove_cgroup(c: Container) -> None:
+    """Kill whatever is left in the container's cgroup and delete the group. A group
+    the kernel will not let go (a process stuck in uninterruptible sleep) is reported
+    on stderr, not hidden."""
+    from ..kernel import cgroups
+    cg = cgroups.open_cgroup(f"{cgroups.PARENT}/{c.id}")
     try:
-        from ..kernel import cgroups
-        cg = cgroups.open_cgroup(f"minidocker/{c.id}")
-        if cg.exists() if hasattr(cg, "exists") else True:
+        if cg.exists():
             cg.kill_all()
             cg.remove()
-    except (ImportError, OSError, FileNotFoundError):
-        pass
+    except OSError as e:
+        import sys
+        print(f"minidocker: warning: container {c.short_id}: cannot remove its cgroup: {e}",
+              file=sys.stderr)
 
 
 def start(c: Container, store, attach: bool) -> int | None:
@@ -137,9 +142,8 @@ def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
     monitor.umount_rootfs(c)
     _remove_cgroup(c)
     if volumes:
-        vol = monitor._optional("minidocker.engine.volumes")
-        if vol is not None and hasattr(vol, "remove_anonymous"):
-            vol.remove_anonymous(c.state)
+        from . import volumes as vol
+        vol.remove_anonymous(c.state)
     delete_record(c)
 
 
