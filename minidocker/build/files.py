@@ -22,9 +22,9 @@ import stat
 import tarfile
 
 from ..image import changes, unpack
+from ..kernel import mounts
 from ..errors import InvalidInput
 
-MAX_SYMLINKS = 40   # the kernel's own limit (ELOOP) when resolving a path
 
 
 class ImageView:
@@ -55,33 +55,16 @@ class ImageView:
 
     def resolve(self, path: str, follow_last: bool = True) -> str:
         """``path`` with every symlink inside the image followed, as the kernel would
-        inside the container (absolute links are relative to the image's root, and
-        ``..`` never climbs above it). Returns an absolute image path; components that
-        do not exist are kept as they are."""
-        parts = [p for p in path.split("/") if p]
-        done: list[str] = []
-        hops = 0
-        while parts:
-            part = parts.pop(0)
-            if part == ".":
-                continue
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            candidate = "/".join(done + [part])
-            st = self.lstat(candidate)
-            if st is not None and stat.S_ISLNK(st.st_mode) and (parts or follow_last):
-                hops += 1
-                if hops > MAX_SYMLINKS:
-                    raise InvalidInput(f"too many levels of symbolic links: {path}")
-                target = os.readlink(self.host_path(candidate))
-                if target.startswith("/"):
-                    done = []
-                parts = [p for p in target.split("/") if p] + parts
-                continue
-            done.append(part)
-        return "/" + "/".join(done)
+        inside the container (:func:`minidocker.kernel.mounts.resolve_in_root`: absolute
+        links are relative to the image's root, and ``..`` never climbs above it).
+        Returns an absolute image path; components that do not exist are kept as they are."""
+        def readlink(rel: str) -> str | None:
+            st = self.lstat(rel)
+            return os.readlink(self.host_path(rel)) if st is not None and stat.S_ISLNK(st.st_mode) else None
+        try:
+            return mounts.resolve_in_root(path, readlink, follow_last)
+        except OSError as e:
+            raise InvalidInput(e.strerror) from None
 
     def read_text(self, path: str) -> str | None:
         host = self.host_path(self.resolve(path))

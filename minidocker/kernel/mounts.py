@@ -9,7 +9,9 @@ the same propagation, so a container must first make its whole tree *private*
 
 from __future__ import annotations
 
+import errno
 import os
+from typing import Callable
 
 from . import syscalls
 from .syscalls import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE,
@@ -75,3 +77,45 @@ def mountpoints() -> list[str]:
 
 def is_mountpoint(path: str) -> bool:
     return os.path.realpath(path) in mountpoints()
+
+
+#: The kernel's own limit on symlinks followed while resolving one path (ELOOP).
+MAX_SYMLINKS = 40
+
+
+def resolve_in_root(path: str, readlink: Callable[[str], str | None],
+                    follow_last: bool = True) -> str:
+    """Resolve ``path`` the way the kernel would inside a container whose ``/`` is an
+    image's tree: returns the resolved path, absolute in that tree (``/etc/hosts``).
+
+    ``readlink(rel)`` says what the tree holds at ``rel`` (relative, no leading slash):
+    a symlink's target, or ``None`` for anything else (or nothing). The runtime passes
+    one that reads a rootfs directory, the builder one that reads an image's layers.
+
+    The rules: ``..`` never climbs above the root; an absolute link target restarts at
+    the root, not at the host's ``/``; at most :data:`MAX_SYMLINKS` hops (ELOOP).
+    Resolved naively on the host, a link such as ``/etc -> /`` or ``/proc -> ../../..``
+    would send a mount target out of the rootfs (CVE-2014-6407 in Docker).
+    """
+    parts = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        target = readlink("/".join(resolved + [part])) if (parts or follow_last) else None
+        if target is not None:
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, f"too many levels of symbolic links: {path}")
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return "/" + "/".join(resolved)

@@ -77,36 +77,12 @@ def parse_options(options) -> tuple[int, int, str | None]:
 
 def path_in_root(root: str, path: str) -> str:
     """``path`` inside the container as a host path under ``root``, following symlinks
-    *as if* ``root`` were ``/``.
-
-    The rootfs comes from an image, and an image may contain a symlink such as
-    ``/etc -> /`` or ``/proc -> ../../..``: resolved naively on the host, a mount target
-    would land outside the rootfs (that was CVE-2014-6407 for Docker). So each
-    component is resolved by hand and an absolute link restarts at ``root``.
-    """
-    parts = [p for p in path.split("/") if p]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise OSError(errno.ELOOP, f"too many symlinks resolving {path} in {root}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
+    *as if* ``root`` were ``/`` (see :func:`minidocker.kernel.mounts.resolve_in_root`):
+    an image may hold ``/etc -> /``, and a mount target must never land outside."""
+    def readlink(rel: str) -> str | None:
+        host = os.path.join(root, rel)
+        return os.readlink(host) if os.path.islink(host) else None
+    return os.path.join(root, mounts.resolve_in_root(path, readlink).lstrip("/"))
 
 
 def _make_target(target: str, like_file: bool) -> None:
