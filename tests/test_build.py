@@ -312,3 +312,24 @@ def test_run_writes_into_a_declared_volume_are_discarded(bb, tmp_path):
     assert "vol/lost" not in tree and tree["elsewhere"][4] == "outside\n"
     volumes = os.path.join(bb, "volumes")
     assert not os.path.isdir(volumes) or not os.listdir(volumes)   # no anonymous volume left
+
+
+def test_an_image_with_the_same_layer_twice_runs(bb, tmp_path):
+    # Two steps that change the same file the same way make identical layers (one diff
+    # id twice in rootfs.diff_ids, as Docker allows); overlayfs refuses a lowerdir listed
+    # twice (ELOOP), so the container must still start -- the demo's cowsay build does
+    # exactly this (COPY an executable script, then RUN chmod +x on it).
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile":
+        "FROM busybox\nCOPY hello /hello\nCOPY hello /hello\n", "hello": "twice\n"})
+    build(bb, ctx, "-t", "twice")
+    diff_ids = image_config(bb, "twice")["rootfs"]["diff_ids"]
+    assert len(diff_ids) == 3 and diff_ids[1] == diff_ids[2]
+    r = minidocker(bb, "run", "--rm", *NONE, "twice", "cat", "/hello")
+    assert (r.returncode, r.stdout) == (0, "twice\n"), r.stderr
+    r = minidocker(bb, "run", "--name", "t2", *NONE, "twice", "sh", "-c", "echo more >> /hello")
+    assert r.returncode == 0, r.stderr
+    assert minidocker(bb, "diff", "t2").stdout == "C /hello\n"
+    committed = minidocker(bb, "commit", "t2", "twice:more")
+    assert committed.returncode == 0, committed.stderr
+    r = minidocker(bb, "run", "--rm", *NONE, "twice:more", "cat", "/hello")
+    assert (r.returncode, r.stdout) == (0, "twice\nmore\n"), r.stderr

@@ -51,6 +51,7 @@ from .files import ImageView, Staging
 from .instructions import DEFAULT_PATH, PREPARE, Step, cfg
 from .parser import Instruction, parse_file, parse_instruction_text
 from ..errors import MinidockerError, NotFound
+from ..image.store import overlay_layer_dirs
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
@@ -99,7 +100,7 @@ class Stage:
         self.image_id = image_id
 
     def layer_dirs(self) -> list[str]:
-        return [self.store.layer_dir(layer["diff_id"]) for layer in self.layers]
+        return overlay_layer_dirs(self.store.layer_dir(layer["diff_id"]) for layer in self.layers)
 
     def view(self) -> ImageView:
         return ImageView(self.layer_dirs())

@@ -237,6 +237,25 @@ def parse_created(created: str) -> float | None:
     return base + fraction - offset
 
 
+def overlay_layer_dirs(dirs) -> list[str]:
+    """Layer directories, bottom-most first, with each one kept once: at its top-most
+    place.
+
+    An image may list one diff_id twice (two steps that made the same change; old
+    Docker images repeat the empty layer), but a layer is extracted once, and overlayfs
+    refuses a lowerdir listed twice (ELOOP, "Too many levels of symbolic links"). The
+    lower copy adds nothing: a lookup that misses the upper copy of a layer misses the
+    lower one too, and whatever the layers in between hide of it, the upper copy shows
+    again. So dropping all but the top-most copy leaves the merged tree the same."""
+    dirs = list(dirs)
+    kept, seen = [], set()
+    for d in reversed(dirs):
+        if d not in seen:
+            seen.add(d)
+            kept.append(d)
+    return kept[::-1]
+
+
 class Store:
     """The content store of one data root. Cheap to create; holds no open files."""
 
@@ -506,8 +525,9 @@ class Store:
 
     def layer_dirs(self, image_id: str) -> list[str]:
         """The image's extracted layers, bottom-most first (overlayfs wants the reverse
-        order in ``lowerdir=``: top-most first)."""
-        return [self.layer_dir(d) for d in self.image_diff_ids(image_id)]
+        order in ``lowerdir=``: top-most first), each directory once: see
+        :func:`overlay_layer_dirs`."""
+        return overlay_layer_dirs(self.layer_dir(d) for d in self.image_diff_ids(image_id))
 
     def image_ids(self) -> list[str]:
         try:
