@@ -10,7 +10,6 @@ container printed: pid, hostname, user, environment, capabilities, the mount tab
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import shutil
 import subprocess

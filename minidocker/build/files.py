@@ -53,6 +53,19 @@ class ImageView:
     def children(self, rel: str) -> list[str]:
         return sorted(changes.lower_children(self.layers, rel.strip("/")))
 
+    def walk(self, rel: str):
+        """Everything below directory ``rel``, parents before children, in name order:
+        ``(image path, host path, lstat)`` for each entry."""
+        for name in self.children(rel):
+            child = posixpath.join(rel, name)
+            host = self.host_path(child)
+            if host is None:
+                continue
+            st = os.lstat(host)
+            yield child, host, st
+            if stat.S_ISDIR(st.st_mode):
+                yield from self.walk(child)
+
     def resolve(self, path: str, follow_last: bool = True) -> str:
         """``path`` with every symlink inside the image followed, as the kernel would
         inside the container (:func:`minidocker.kernel.mounts.resolve_in_root`: absolute
@@ -220,30 +233,13 @@ class Staging:
 
 
 # --------------------------------------------------------------------------- tree copies
-def copy_host_tree(staging: Staging, src_dir: str, dest: str, owner, chmod,
-                   digest=None, rel_prefix="") -> None:
-    """Copy the *contents* of host directory ``src_dir`` to image directory ``dest``
-    (Docker: "the directory itself is not copied, just its contents")."""
-    entries = []
-    for dirpath, dirnames, filenames in os.walk(src_dir):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, src_dir)
-        rel_dir = "" if rel_dir == "." else rel_dir
-        for name in dirnames + sorted(filenames):
-            entries.append(posixpath.join(rel_dir, name) if rel_dir else name)
-    copy_host_entries(staging, src_dir, entries, dest, owner, chmod, digest, rel_prefix)
-
-
-def copy_host_entries(staging, src_dir, entries, dest, owner, chmod, digest=None,
-                      rel_prefix=""):
+def copy_host_entries(staging, src_dir, entries, dest, owner, chmod):
     """Copy the listed entries (relative to ``src_dir``, parents before children)."""
     dir_times = []
     for rel in entries:
         full = os.path.join(src_dir, rel)
         st = os.lstat(full)
         image_path = posixpath.join(dest, rel)
-        if digest is not None:
-            digest.add(posixpath.join(rel_prefix, rel), full, st)
         if stat.S_ISDIR(st.st_mode):
             staging.add_dir(image_path, st, owner, chmod)
             dir_times.append((image_path, st.st_mtime_ns))
@@ -254,29 +250,17 @@ def copy_host_entries(staging, src_dir, entries, dest, owner, chmod, digest=None
         staging.finish_dir_times(image_path, mtime_ns)
 
 
-def copy_image_tree(staging: Staging, view: ImageView, src: str, dest: str, owner, chmod,
-                    digest=None) -> None:
+def copy_image_tree(staging: Staging, view: ImageView, src: str, dest: str, owner, chmod) -> None:
     """Copy the contents of directory ``src`` of another image (``COPY --from``)."""
     dir_times = []
-
-    def walk(rel_src: str, rel_dest: str) -> None:
-        for name in view.children(rel_src):
-            child = posixpath.join(rel_src, name)
-            host = view.host_path(child)
-            if host is None:
-                continue
-            st = os.lstat(host)
-            image_path = posixpath.join(rel_dest, name)
-            if digest is not None:
-                digest.add(child, host, st)
-            if stat.S_ISDIR(st.st_mode):
-                staging.add_dir(image_path, st, owner, chmod)
-                dir_times.append((image_path, st.st_mtime_ns))
-                walk(child, image_path)
-            else:
-                staging.add_file(image_path, host, st, owner, chmod)
-
-    walk(src.strip("/"), dest)
+    src = src.strip("/")
+    for child, host, st in view.walk(src):
+        image_path = posixpath.join(dest, posixpath.relpath(child, src) if src else child)
+        if stat.S_ISDIR(st.st_mode):
+            staging.add_dir(image_path, st, owner, chmod)
+            dir_times.append((image_path, st.st_mtime_ns))
+        else:
+            staging.add_file(image_path, host, st, owner, chmod)
     for image_path, mtime_ns in reversed(dir_times):
         staging.finish_dir_times(image_path, mtime_ns)
 

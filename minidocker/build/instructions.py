@@ -28,11 +28,10 @@ import stat
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import BuildError
 from .cache import SourcesDigest
 from .context import clean_path, go_match, has_wildcards
-from .expand import ExpansionError, env_dict, process_word, process_words
-from .files import (ImageView, copy_host_entries, copy_host_tree, copy_image_tree,
+from .expand import ExpansionError, process_word, process_words
+from .files import (ImageView, copy_host_entries, copy_image_tree,
                     extract_archive, is_local_archive, parse_chown, parse_user)
 from .parser import Instruction
 from ..errors import InvalidInput
@@ -563,15 +562,8 @@ def parse_chown_for(inst, chown, view):
 
 
 def _digest_image_tree(view: ImageView, rel: str, digest: SourcesDigest) -> None:
-    for name in view.children(rel):
-        child = posixpath.join(rel, name)
-        host = view.host_path(child)
-        if host is None:
-            continue
-        st = os.lstat(host)
+    for child, host, st in view.walk(rel):
         digest.add(child, host, st)
-        if stat.S_ISDIR(st.st_mode):
-            _digest_image_tree(view, child, digest)
 
 
 def copy_one(build, staging, view: ImageView, source_view, plan: CopyPlan, src: Source,

@@ -275,7 +275,8 @@ def inspect(fmt, kind, names):
     """Return low-level information on containers or images (JSON)."""
     from ..engine.containers import resolve
     from ..engine.lifecycle import reconcile
-    results, failed = [], False
+    from .format import print_inspected
+    results, errors = [], []
     for name in names:
         try:
             if kind == "image":
@@ -288,16 +289,8 @@ def inspect(fmt, kind, names):
                     raise
                 results.append(_inspect_image(name))
             except NotFound:
-                click.echo(f"Error: No such object: {name}", err=True)
-                failed = True
-    if fmt:
-        from .format import format_template
-        for r in results:
-            click.echo(format_template(fmt, r))
-    else:
-        click.echo(json.dumps(results, indent=4))
-    if failed:
-        sys.exit(1)
+                errors.append(f"Error: No such object: {name}")
+    print_inspected(results, fmt, errors)
 
 
 def _inspect_container(c) -> dict:

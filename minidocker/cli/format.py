@@ -125,3 +125,20 @@ def format_template(template: str, obj) -> str:
         return "<no value>" if value is None else str(value)
 
     return re.sub(r"\{\{(.*?)\}\}", render, template)
+
+
+def print_inspected(results: list, fmt: str | None, errors: list[str]) -> None:
+    """What every ``inspect`` prints, as Docker's: each object through the ``-f``
+    template, or all of them as one JSON array (``[]`` when none was found); then one
+    line per name not found on stderr, and exit status 1 if there was any."""
+    import sys
+    import click
+    if fmt:
+        for r in results:
+            click.echo(format_template(fmt, r))
+    else:
+        click.echo(json.dumps(results, indent=4))
+    for line in errors:
+        click.echo(line, err=True)
+    if errors:
+        sys.exit(1)  # (click.exceptions.Exit is swallowed by main()'s standalone_mode=False)

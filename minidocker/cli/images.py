@@ -8,14 +8,13 @@ same ``Untagged:``/``Deleted:`` lines, the same error texts and exit codes.
 from __future__ import annotations
 
 import fnmatch
-import json
 import sys
 import time
 
 import click
 
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
-from .format import format_template, human_duration, human_size, table
+from .format import format_template, human_duration, human_size, print_inspected, table
 
 NONE = "<none>"
 
@@ -472,15 +471,7 @@ def image_inspect(fmt, images):
             found.append(inspect_image(store, store.resolve(ref)))
         except NotFound:
             errors.append(f"Error: No such image: {ref}")
-    if fmt:
-        for item in found:
-            click.echo(format_template(fmt, item))
-    else:
-        click.echo(json.dumps(found, indent=4))
-    for e in errors:
-        click.echo(e, err=True)
-    if errors:
-        sys.exit(1)  # (click.exceptions.Exit is swallowed by main()'s standalone_mode=False)
+    print_inspected(found, fmt, errors)
 
 
 # =========================================================================== prune

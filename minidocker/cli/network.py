@@ -6,7 +6,6 @@ pyroute2 is imported only by the subcommands that touch the kernel (create, rm, 
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -85,23 +84,16 @@ def rm(networks):
 def inspect(fmt, networks):
     """Display detailed information on one or more networks."""
     from ..network import containers_on, networks as store
-    results, failed = [], False
+    from .format import print_inspected
+    results, errors = [], []
     for ref in networks:
         try:
             rec = store.get(ref)
         except NotFound:
-            click.echo(f"Error response from daemon: network {ref} not found", err=True)
-            failed = True
+            errors.append(f"Error response from daemon: network {ref} not found")
             continue
         results.append(dict(rec, Containers=containers_on(rec["Name"])))
-    if fmt:
-        from .format import format_template
-        for r in results:
-            click.echo(format_template(fmt, r))
-    elif results or not failed:
-        click.echo(json.dumps(results, indent=4))
-    if failed:
-        sys.exit(1)
+    print_inspected(results, fmt, errors)
 
 
 @network.command("prune")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -48,21 +47,14 @@ def ls(quiet):
 def inspect(fmt, names):
     """Display detailed information on one or more volumes."""
     from ..engine import volumes
-    results, failed = [], False
+    from .format import print_inspected
+    results, errors = [], []
     for name in names:
         try:
             results.append(volumes.inspect(name))
         except MinidockerError as e:
-            click.echo(f"Error response from daemon: {e}", err=True)
-            failed = True
-    if fmt:
-        from .format import format_template
-        for r in results:
-            click.echo(format_template(fmt, r))
-    elif results or not failed:
-        click.echo(json.dumps(results, indent=4))
-    if failed:
-        sys.exit(1)
+            errors.append(f"Error response from daemon: {e}")
+    print_inspected(results, fmt, errors)
 
 
 @volume.command("rm")

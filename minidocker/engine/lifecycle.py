@@ -7,9 +7,9 @@ import os
 import signal
 import time
 
-from ..errors import Conflict, InvalidInput, MinidockerError
+from ..errors import Conflict, InvalidInput
 from . import monitor
-from .containers import Container, delete_record, list_containers, now_iso
+from .containers import Container, delete_record, list_containers
 from .logs import read_records
 
 

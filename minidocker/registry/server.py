@@ -36,7 +36,6 @@ import shutil
 import tempfile
 import threading
 import uuid as uuidlib
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
