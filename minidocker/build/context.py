@@ -54,42 +54,21 @@ def _class_to_regex(pattern: str, i: int) -> tuple[str, int]:
     return out + "]", i + 1
 
 
-def ignore_pattern_to_regex(pattern: str) -> re.Pattern:
-    """One cleaned .dockerignore pattern as an anchored regular expression."""
-    out = "^"
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            if pattern[i + 1:i + 2] == "*":
-                i += 2
-                if pattern[i:i + 1] == "/":
-                    i += 1          # '**/' is the same as '**'
-                out += ".*" if i >= len(pattern) else "(.*/)?"
-                continue
-            out += "[^/]*"
-        elif ch == "?":
-            out += "[^/]"
-        elif ch == "[":
-            regex, i = _class_to_regex(pattern, i)
-            out += regex
-            continue
-        elif ch == "\\":
-            i += 1
-            out += re.escape(pattern[i]) if i < len(pattern) else re.escape("\\")
-        else:
-            out += re.escape(ch)
-        i += 1
-    return re.compile(out + "$", re.S)
-
-
-def go_match(pattern: str, name: str) -> bool:
-    """Go's ``filepath.Match`` (used for COPY's wildcards): ``*`` never crosses ``/``."""
+def _glob_to_regex(pattern: str, double_star: bool) -> str:
+    """Go's ``filepath.Match`` syntax as a regular expression: ``*`` and ``?`` never
+    cross ``/``, ``[...]`` is a class, ``\\`` escapes. With ``double_star`` (Docker's
+    .dockerignore), ``**`` also matches any number of directories."""
     out = ""
     i = 0
     while i < len(pattern):
         ch = pattern[i]
         if ch == "*":
+            if double_star and pattern[i + 1:i + 2] == "*":
+                i += 2
+                if pattern[i:i + 1] == "/":
+                    i += 1          # '**/' is the same as '**'
+                out += ".*" if i >= len(pattern) else "(.*/)?"
+                continue
             out += "[^/]*"
         elif ch == "?":
             out += "[^/]"
@@ -103,7 +82,17 @@ def go_match(pattern: str, name: str) -> bool:
         else:
             out += re.escape(ch)
         i += 1
-    return re.fullmatch(out, name, re.S) is not None
+    return out
+
+
+def ignore_pattern_to_regex(pattern: str) -> re.Pattern:
+    """One cleaned .dockerignore pattern as an anchored regular expression."""
+    return re.compile("^" + _glob_to_regex(pattern, double_star=True) + "$", re.S)
+
+
+def go_match(pattern: str, name: str) -> bool:
+    """Go's ``filepath.Match`` (used for COPY's wildcards): ``*`` never crosses ``/``."""
+    return re.fullmatch(_glob_to_regex(pattern, double_star=False), name, re.S) is not None
 
 
 def has_wildcards(path: str) -> bool:
