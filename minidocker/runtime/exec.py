@@ -114,7 +114,7 @@ def _handshake(handle: ContainerProcess, intermediate: int) -> None:
 def _intermediate(pid, cgroup, sock, args, env, cwd, user, terminal, stdio, caps, nnp,
                   seccomp_profile) -> None:
     try:
-        cgroup.add(os.getpid())
+        cgroup.join()
         namespaces.enter(pid)
         child = os.fork()
         if child == 0:
