@@ -342,8 +342,10 @@ def test_rlimits_are_applied_but_hard_limits_never_raised(busybox_rootfs, bundle
 
 # --------------------------------------------------------------------------- network ns
 def test_network_namespace_is_empty_or_joined_by_path(busybox_rootfs, bundle):
-    r = sh(busybox_rootfs, bundle, "ls /sys/class/net")
-    assert r.out.split() == ["lo"]
+    r = sh(busybox_rootfs, bundle, "ls /sys/class/net; cat /sys/class/net/lo/flags")
+    names, flags = r.out.split()
+    assert names == "lo"
+    assert int(flags, 16) & 0x1, "lo is up in a new network namespace (as runc does it)"
     host_net = os.readlink("/proc/self/ns/net")
     no_net = [{"type": t} for t in ("mount", "uts", "pid", "ipc", "cgroup")]
     r = sh(busybox_rootfs, bundle + "-host", "readlink /proc/self/ns/net", namespaces=no_net)

@@ -77,18 +77,15 @@ def prepare(c: Container, store) -> list[tuple[str, str]]:
 
 
 def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) -> None:
-    """Give the container its network: ``lo`` up always, plus a bridge address if asked.
+    """Give the container a bridge address if its network mode asks for one.
 
-    The network hook may add entries for the container's peers on a user-defined
-    network to ``state["_extra_hosts"]``; they go into /etc/hosts with the container's
-    own address, and are not kept in state.json.
+    ``lo`` needs nothing from us: the runtime brings it up in every new network
+    namespace (runc does the same), so ``--network none`` does not even load the
+    network package. The network hook may add entries for the container's peers on a
+    user-defined network to ``state["_extra_hosts"]``; they go into /etc/hosts with the
+    container's own address, and are not kept in state.json.
     """
-    from ..kernel.netdev import set_link_up_in
-    mode = c.state["HostConfig"]["NetworkMode"]
-    if mode == "host" or mode.startswith("container:"):
-        return
     if not _uses_bridge(c.state):
-        set_link_up_in(pid, "lo")  # the fast path: no need to load the network package
         return
     network = _optional("minidocker.network")
     if network is None:

@@ -7,7 +7,7 @@ Three processes take part (as in runc, where ``runc init`` plays both children):
       └─ intermediate child       joins the cgroup, joins namespaces given by path,
            │                      unshares mnt/uts/ipc/net/pid/cgroup, forks, exits
            └─ container init      PID 1 of the new PID namespace: mounts, pivot_root,
-                                  hostname, limits, user, capabilities... then waits
+                                  hostname, lo up, limits, user, capabilities... then waits
                                   for "go" and execs the user's command
 
 Why an intermediate? ``unshare(CLONE_NEWPID)`` never moves the caller: only the next
@@ -31,7 +31,7 @@ import socket
 import threading
 
 from ..errors import MinidockerError
-from ..kernel import capabilities, namespaces, syscalls
+from ..kernel import capabilities, namespaces, netdev, syscalls
 from . import process as proc_steps
 from . import pty as ptys
 from . import resources
@@ -363,7 +363,7 @@ def _intermediate_child(spec: dict, rootfs: str, cgroup, sock: socket.socket, st
         entries = namespace_entries(spec)
         if cgroup is not None:
             # Before unsharing the cgroup namespace: its root is fixed at our group then.
-            cgroup.add(os.getpid())
+            cgroup.join()
         join_namespaces([(kind, path) for kind, path in entries if path])
         new_kinds = [kind for kind, path in entries if not path]
         if new_kinds:
@@ -408,6 +408,11 @@ def _container_init(spec: dict, rootfs: str, sock: socket.socket, stdio, entries
         rootfs_steps.finalize_rootfs(spec)
         if spec.get("hostname") and "uts" in entries:
             syscalls.sethostname(spec["hostname"])
+        if "net" in entries and not entries["net"]:
+            # A new network namespace has only ``lo``, and it is down: even 127.0.0.1
+            # fails. runc brings it up here too (its "loopback" network), while we
+            # still hold CAP_NET_ADMIN; the engine adds any other interface.
+            netdev.set_link_up("lo")
         if process.get("oomScoreAdj") is not None:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(process["oomScoreAdj"]))
