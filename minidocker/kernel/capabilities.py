@@ -26,8 +26,9 @@ Only the standard library (ctypes) is used here.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+
+from .syscalls import _load_libc
 
 #: Capability numbers from <linux/capability.h>, in order (the list index is the bit).
 CAP_NAMES = [
@@ -67,7 +68,7 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = _load_libc()  # not ctypes.util.find_library: it runs `ldconfig -p` in a child
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 _libc.prctl.restype = ctypes.c_int

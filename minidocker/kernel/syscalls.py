@@ -13,7 +13,6 @@ Read this file first: the rest of :mod:`minidocker.kernel` only combines these c
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # --- clone(2)/unshare(2) flags: one bit per kind of namespace (<linux/sched.h>) -------
@@ -55,7 +54,8 @@ def _load_libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        from ctypes.util import find_library  # only here: it imports subprocess
+        return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 _libc = _load_libc()
