@@ -87,6 +87,39 @@ def test_cap_drop_and_no_new_privileges(md):
     assert "NoNewPrivs:\t1" in out
 
 
+def test_seccomp_filter_by_default_as_in_docker(md):
+    """Docker runs every container under a system call filter (Seccomp: 2, "filter");
+    ``seccomp=unconfined`` and ``--privileged`` run without one. A capability gives its
+    calls back: with --cap-add SYS_ADMIN, mount(2) works."""
+    status = "grep Seccomp: /proc/self/status"
+    assert md.out("run", "--rm", "--network", "none", "busybox", "sh", "-c", status) == "Seccomp:\t2\n"
+    for opts in (["--security-opt", "seccomp=unconfined"], ["--privileged"]):
+        out = md.out("run", "--rm", "--network", "none", *opts, "busybox", "sh", "-c", status)
+        assert out == "Seccomp:\t0\n", opts
+    out = md.out("run", "--rm", "--network", "none", "--cap-add", "SYS_ADMIN", "busybox",
+                 "sh", "-c", "mount -t tmpfs t /tmp && grep ' /tmp ' /proc/mounts")
+    assert out.startswith("t /tmp tmpfs ")
+    for bad, message in ((["--security-opt", "apparmor=x"], 'invalid --security-opt: "apparmor=x"'),
+                         (["--security-opt", "seccomp=/p.json"], "a custom seccomp profile is not supported")):
+        r = md("run", "--rm", "--network", "none", *bad, "busybox", "true")
+        assert r.returncode == 125 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert md.out("ps", "-aq") == ""       # refused before any record was made
+
+
+def test_exec_gets_the_containers_restrictions(md):
+    """``docker exec`` starts a process with the container's capabilities,
+    no_new_privs and system call filter, not the engine's own."""
+    md.out("run", "-d", "--name", "restricted", "--network", "none", "--cap-drop", "NET_RAW",
+           "--security-opt", "no-new-privileges", "busybox", "sleep", "30")
+    try:
+        out = md.out("exec", "restricted", "grep", "-E", "^(CapEff|NoNewPrivs|Seccomp):",
+                     "/proc/self/status")
+        assert out.split("\n")[:3] == [f"CapEff:\t{0xa80425fb & ~(1 << 13):016x}",
+                                       "NoNewPrivs:\t1", "Seccomp:\t2"]
+    finally:
+        md("rm", "-f", "restricted")
+
+
 def test_network_none_has_only_lo_up(md):
     out = md.out("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
     links = [l.split(":")[1].strip() for l in out.strip().split("\n")]

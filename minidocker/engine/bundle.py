@@ -65,8 +65,10 @@ def build_spec(c, extra_env: list[str] = (), extra_mounts: list[dict] = ()) -> d
         memory=hostcfg.get("Memory") or None, cpus=nano_cpus / 1e9 if nano_cpus else None,
         pids_limit=hostcfg.get("PidsLimit") or None, cgroups_path=f"/minidocker/{c.id}",
         capabilities=capabilities(hostcfg), no_new_privileges=no_new_privileges(hostcfg),
-        namespaces=namespaces_for(st), mounts=mounts, privileged=bool(hostcfg.get("Privileged")))
-    paths.write_json(os.path.join(c.bundle, "config.json"), spec)
+        namespaces=namespaces_for(st), mounts=mounts, privileged=bool(hostcfg.get("Privileged")),
+        seccomp=seccomp_option(hostcfg))
+    # Not fsync'd: it is written again from state.json at every start.
+    paths.write_json(os.path.join(c.bundle, "config.json"), spec, durable=False)
     return spec
 
 
@@ -86,9 +88,36 @@ def capabilities(hostcfg: dict) -> list[str]:
     return current
 
 
+def security_options(opts) -> dict[str, str]:
+    """``--security-opt`` values as a dict, checked: ``no-new-privileges[=true|false]``
+    and ``seccomp=unconfined``. Anything else is an error: AppArmor and SELinux labels
+    (this engine has neither), and a seccomp profile file (the filter compiler knows
+    rules by system call name only, for the calls of the default profile)."""
+    found = {}
+    for opt in opts or ():
+        key, sep, value = opt.replace(":", "=", 1).partition("=")
+        if key == "no-new-privileges" and value in ("", "true", "false"):
+            found[key] = value or "true"
+        elif key == "seccomp" and value == "unconfined":
+            found[key] = value
+        elif key == "seccomp" and value:
+            raise InvalidInput(f"--security-opt seccomp={value}: a custom seccomp profile is not "
+                               "supported (the default profile, or seccomp=unconfined)")
+        else:
+            raise InvalidInput(f'invalid --security-opt: "{opt}"')
+    return found
+
+
 def no_new_privileges(hostcfg: dict) -> bool:
-    return any(o.replace("=", ":") in ("no-new-privileges", "no-new-privileges:true")
-               for o in hostcfg.get("SecurityOpt") or ())
+    return security_options(hostcfg.get("SecurityOpt")).get("no-new-privileges") == "true"
+
+
+def seccomp_option(hostcfg: dict) -> bool:
+    """Whether the container gets a system call filter, as in Docker: the default
+    profile (:func:`minidocker.runtime.seccomp.docker_like_profile`, made for the
+    container's final capabilities), unless ``--security-opt seccomp=unconfined`` or
+    ``--privileged``."""
+    return security_options(hostcfg.get("SecurityOpt")).get("seccomp") != "unconfined"
 
 
 def _cap(name: str) -> str:

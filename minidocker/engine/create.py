@@ -16,7 +16,7 @@ import re
 import sys
 
 from ..errors import InvalidInput, MinidockerError, NotFound
-from .containers import Container, new_record
+from .containers import Container, new_id, new_record
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
 
@@ -137,9 +137,16 @@ def host_config(opts: dict) -> dict:
         "CapAdd": list(opts.get("cap_add") or ()),
         "CapDrop": list(opts.get("cap_drop") or ()),
         "Privileged": bool(opts.get("privileged")),
-        "SecurityOpt": list(opts.get("security_opt") or ()),
+        "SecurityOpt": _checked_security_opts(opts.get("security_opt")),
         "Runtime": opts.get("runtime") or "minidocker",
     }
+
+
+def _checked_security_opts(opts) -> list[str]:
+    """``--security-opt`` values, refused now if bad (before any record exists)."""
+    from .bundle import security_options
+    security_options(opts)
+    return list(opts or ())
 
 
 def _parse_mount(spec: str) -> dict:
@@ -188,8 +195,7 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -
                   "OOMKilled": False, "Error": "", "StartedAt": "", "FinishedAt": ""},
         "NetworkSettings": {}, "Mounts": [],
     }
-    c = new_record(opts.get("name"), state)
+    cid = new_id()
     if not config["Hostname"]:
-        c.state["Config"]["Hostname"] = c.short_id
-        c.save()
-    return c
+        config["Hostname"] = cid[:12]  # Docker's default hostname: the short id
+    return new_record(opts.get("name"), state, cid)

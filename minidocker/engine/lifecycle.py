@@ -216,8 +216,15 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
     if not any(e.startswith("PATH=") for e in environment):
         from .bundle import DEFAULT_PATH
         environment.insert(0, DEFAULT_PATH)
+    # The new process gets what the container's own process got (its bundle says):
+    # capabilities, no_new_privs and the system call filter.
+    from .. import paths
+    spec = paths.read_json(os.path.join(c.bundle, "config.json"))
     kwargs = dict(env=environment, cwd=workdir or cfg.get("WorkingDir") or "/", uid=uid, gid=gid,
-                  additional_gids=extra_gids, terminal=tty, interactive=interactive, detach=detach)
+                  additional_gids=extra_gids, terminal=tty, interactive=interactive, detach=detach,
+                  capabilities=spec["process"]["capabilities"],
+                  no_new_privileges=spec["process"].get("noNewPrivileges", False),
+                  seccomp_profile=spec.get("linux", {}).get("seccomp"))
     return runtime.exec_process(c.state["State"]["Pid"], args, **kwargs)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import os
 import struct
 
 from ..kernel.capabilities import prctl
@@ -130,7 +130,7 @@ def docker_like_profile(capabilities=()) -> dict:
     """A ``linux.seccomp`` section refusing :data:`BLOCKED_SYSCALLS` with EPERM (and
     ``clone3`` with ENOSYS) on this machine's architecture, except the calls that the
     given ``capabilities`` (the container's bounding set) give back, as in Docker."""
-    arch = ARCHES.get(platform.machine())
+    arch = ARCHES.get(os.uname().machine)
     granted = {name for cap in capabilities for name in ALLOWED_WITH_CAPABILITY.get(cap, ())}
     names = [n for n in BLOCKED_SYSCALLS if arch and n in arch["numbers"] and n not in granted]
     return {
@@ -165,7 +165,7 @@ def compile_filter(profile: dict, machine: str | None = None) -> list[tuple[int,
         ...
         return defaultAction
     """
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     arch = ARCHES.get(machine)
     if arch is None:
         raise ValueError(f"seccomp: architecture {machine} is not supported by this runtime")
