@@ -27,10 +27,14 @@ def data_root() -> str:
     return os.path.abspath(os.environ.get("MINIDOCKER_ROOT") or DEFAULT_ROOT)
 
 
-def write_atomic(path: str, data: bytes | str, mode: int = 0o644) -> None:
+def write_atomic(path: str, data: bytes | str, mode: int = 0o644, durable: bool = True) -> None:
     """Write ``path`` so that readers see the old content or the new, never a mix:
     write a temporary file in the same directory, fsync it, then ``rename`` over the
-    target (a rename within one filesystem is atomic)."""
+    target (a rename within one filesystem is atomic).
+
+    Without the fsync a crash could leave the *new name* with not-yet-written data
+    (an empty file). ``durable=False`` skips it, for files that are made again from
+    other records whenever they are used (a bundle's config.json)."""
     if isinstance(data, str):
         data = data.encode()
     directory = os.path.dirname(path) or "."
@@ -40,7 +44,8 @@ def write_atomic(path: str, data: bytes | str, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
@@ -51,8 +56,8 @@ def write_atomic(path: str, data: bytes | str, mode: int = 0o644) -> None:
         raise
 
 
-def write_json(path: str, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(path: str, obj, durable: bool = True) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", durable=durable)
 
 
 def read_json(path: str):

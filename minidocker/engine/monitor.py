@@ -131,8 +131,7 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
     proc = None
     code = 125
     try:
-        c.reload()
-        c.update_fields(NetworkSettings={})
+        c.update_fields(NetworkSettings={})  # re-reads state.json; writes only if needed
         extra_hosts = prepare(c, store)
         cfg = c.state["Config"]
         tty_mode = bool(cfg.get("Tty"))
@@ -198,9 +197,9 @@ def finish(c: Container, code: int, proc=None, error: str = "") -> None:
             proc.cleanup()
         if os.path.isdir(c.dir):
             # As Docker: a stopped container has no address and publishes no ports.
-            c.update_fields(NetworkSettings={})
-            c.update_state(Status="exited", Running=False, Pid=0, ExitCode=code,
-                           OOMKilled=oom, Error=error, FinishedAt=now_iso())
+            c.update(NetworkSettings={},
+                     state=dict(Status="exited", Running=False, Pid=0, ExitCode=code,
+                                OOMKilled=oom, Error=error, FinishedAt=now_iso()))
 
 
 # ------------------------------------------------------------------------ I/O relay

@@ -354,6 +354,8 @@ def _save_mounts(state: dict) -> None:
             on_disk = paths.read_json(path)
         except FileNotFoundError:
             return
+        if on_disk.get("Mounts") == state["Mounts"]:
+            return  # unchanged (a container without volumes): no write, no fsync
         on_disk["Mounts"] = state["Mounts"]
         paths.write_json(path, on_disk)
 
