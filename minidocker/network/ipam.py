@@ -10,8 +10,8 @@ Rules, as Docker's default IPAM keeps them:
 
 * the network address, the gateway and the broadcast address are never handed out;
 * an address belongs to one live container at a time: every read-modify-write of the
-  file happens under ``paths.locked("networks")`` (an ``flock``), so twenty ``run``s
-  started at once get twenty different addresses;
+  file happens under ``paths.locked("networks")`` (an ``flock``), so twenty ``run``
+  commands started at once get twenty different addresses;
 * allocation is *serial*: the next free address after the last one handed out, wrapping
   around at the end. A just-released address is therefore not reused at once (a peer
   may still have it in its ARP cache), which is why the slide shows .56, .57, .58 ...;

@@ -1,6 +1,6 @@
 """The last steps before the user's command runs: limits, identity, privileges, exec.
 
-Shared by a container's PID 1 (:mod:`.create`) and by ``exec`` (:mod:`.exec`). The
+Shared by a container's PID 1 (:mod:`minidocker.runtime.create`) and by ``exec`` (:mod:`minidocker.runtime.exec`). The
 order matters, and is runc's (``libcontainer/init_linux.go`` ``finalizeNamespace``):
 
 1. rlimits, while we may still lower them (raising a *hard* limit needs

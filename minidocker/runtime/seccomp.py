@@ -164,6 +164,8 @@ def compile_filter(profile: dict, machine: str | None = None) -> list[tuple[int,
         if A == nr1: return verdict1
         ...
         return defaultAction
+
+    The kernel runs it on every system call the process makes, top to bottom.
     """
     machine = machine or os.uname().machine
     arch = ARCHES.get(machine)
