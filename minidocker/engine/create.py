@@ -166,14 +166,6 @@ def _parse_mount(spec: str) -> dict:
             "Target": target, "ReadOnly": readonly}
 
 
-def _optional_volumes():
-    try:
-        from . import volumes
-    except ImportError:
-        return None
-    return volumes
-
-
 def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -> Container:
     """Make the record of a new container (nothing runs yet)."""
     image_id = find_image(image_ref, store, pull=opts.get("pull") or "missing")
@@ -182,9 +174,8 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -
     if not (config["Entrypoint"] or config["Cmd"]):
         raise MinidockerError("No command specified")
     hostcfg = host_config(opts)
-    volumes = _optional_volumes()
-    if volumes is not None:
-        volumes.validate(hostcfg)  # a bad -v fails now, before any record exists
+    from . import volumes
+    volumes.validate(hostcfg)  # a bad -v fails now, before any record exists
     if hostcfg["Runtime"] not in ("minidocker", "runc"):
         raise InvalidInput(f"unknown or invalid runtime name: {hostcfg['Runtime']}")
     argv = config["Entrypoint"] + config["Cmd"]

@@ -47,9 +47,8 @@ def reconcile(c: Container) -> Container:
 def reconcile_all() -> list[Container]:
     """Reconcile every container, and let the network free what dead ones left."""
     containers = [reconcile(c) for c in list_containers()]
-    network = monitor._optional("minidocker.network")
-    if network is not None:
-        network.cleanup_stale()
+    from .. import network
+    network.cleanup_stale()
     return containers
 
 

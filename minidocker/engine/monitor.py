@@ -42,17 +42,6 @@ def take_monitor_lock(c: Container) -> int:
     return fd
 
 
-def _optional(module: str):
-    """Import an optional part of the engine (network, volumes, links) if it is there."""
-    import importlib
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):
-            return None
-        raise
-
-
 def _uses_bridge(state: dict) -> bool:
     mode = state["HostConfig"]["NetworkMode"]
     return mode not in ("none", "host") and not mode.startswith("container:")
@@ -64,13 +53,12 @@ def prepare(c: Container, store) -> list[tuple[str, str]]:
     from .bundle import build_spec
     mount_rootfs(c, store.layer_dirs(c.image_id))
     extra_env, extra_hosts, extra_mounts = [], [], []
-    links = _optional("minidocker.engine.links")
-    if links and c.state["HostConfig"].get("Links"):
+    if c.state["HostConfig"].get("Links"):
+        from . import links
         extra_env = links.link_env(c.state)
         extra_hosts = links.hosts_entries(c.state)
-    volumes = _optional("minidocker.engine.volumes")
-    if volumes:
-        extra_mounts = volumes.oci_mounts(c.state, c.rootfs)
+    from . import volumes
+    extra_mounts = volumes.oci_mounts(c.state, c.rootfs)
     etc_files(c, c.state["Config"]["Hostname"], extra_hosts)
     build_spec(c, extra_env, extra_mounts)
     return extra_hosts
@@ -87,9 +75,7 @@ def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) 
     """
     if not _uses_bridge(c.state):
         return
-    network = _optional("minidocker.network")
-    if network is None:
-        raise MinidockerError("bridge networking is not available in this build; use --network none|host")
+    from .. import network   # pyroute2 and iptables: loaded only for a bridge
     c.state["_extra_hosts"] = []
     try:
         settings = network.attach_container(c.state, pid)
@@ -103,9 +89,8 @@ def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) 
 
 def disconnect_network(c: Container) -> None:
     if _uses_bridge(c.state):
-        network = _optional("minidocker.network")
-        if network is not None:
-            network.detach_container(c.state)
+        from .. import network
+        network.detach_container(c.state)
 
 
 def create_process(c: Container, stdin: int, stdout: int, stderr: int):
