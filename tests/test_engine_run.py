@@ -165,6 +165,25 @@ def test_detached_lifecycle(md):
     assert md("logs", "sleeper").returncode != 0
 
 
+def _rootfs_mount_line(cid: str) -> str:
+    with open("/proc/self/mountinfo") as f:
+        return next(line for line in f if line.split()[4].endswith(f"/{cid}/bundle/rootfs"))
+
+
+@pytest.mark.skipif(tuple(map(int, re.findall(r"\d+", os.uname().release)[:2])) < (5, 10),
+                    reason="overlayfs 'volatile' needs Linux 5.10")
+def test_rm_containers_layer_is_mounted_volatile(md):
+    """``--rm`` throws the container's layer away at exit, so overlayfs need not sync
+    it (``volatile``, as podman does); a kept container's layer is synced as usual."""
+    kept = md.out("run", "-d", "--network", "none", "busybox", "sleep", "60").strip()
+    gone = md.out("run", "-d", "--rm", "--network", "none", "busybox", "sleep", "60").strip()
+    try:
+        assert "volatile" in _rootfs_mount_line(gone).split(" - ")[1]
+        assert "volatile" not in _rootfs_mount_line(kept).split(" - ")[1]
+    finally:
+        md.out("rm", "-f", kept, gone)
+
+
 def test_rm_refuses_running_unless_forced(md):
     md.out("run", "-d", "--name", "busy", "busybox", "sleep", "60")
     r = md("rm", "busy")

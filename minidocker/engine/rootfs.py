@@ -6,6 +6,7 @@ container writes into its own *upperdir* (``docker diff`` lists exactly what is 
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ..errors import MinidockerError
@@ -40,10 +41,20 @@ def mount_rootfs(c, layer_dirs: list[str]) -> None:
     ``layer_dirs`` come bottom-most first (the image's order); overlayfs wants the
     top-most lowerdir first, so the stack is: the container's init layer, then the
     image's layers from the top down; writes go to the container's upper dir.
+
+    A ``--rm`` container's layer is deleted when it exits, so it is mounted
+    ``volatile``: no syncing a layer that will not be kept (as podman does).
     """
     lowers = [make_init_layer(c), *reversed(layer_dirs)]
+    volatile = bool(c.state["HostConfig"].get("AutoRemove"))
     try:
-        mounts.mount_overlay(lowers, c.upper_dir, c.work_dir, c.rootfs)
+        try:
+            mounts.mount_overlay(lowers, c.upper_dir, c.work_dir, c.rootfs, volatile=volatile)
+        except OSError as e:
+            if not (volatile and e.errno == errno.EINVAL):
+                raise
+            # A kernel older than 5.10 knows no "volatile": mount the ordinary way.
+            mounts.mount_overlay(lowers, c.upper_dir, c.work_dir, c.rootfs)
     except OSError as e:
         raise MinidockerError(f"cannot mount the container's root filesystem: {e}") from None
 

@@ -47,15 +47,23 @@ def mount_tmpfs(target: str, options: str = "mode=755", flags: int = MS_NOSUID) 
     syscalls.mount("tmpfs", target, "tmpfs", flags, options)
 
 
-def mount_overlay(lowerdirs: list[str], upperdir: str, workdir: str, target: str) -> None:
+def mount_overlay(lowerdirs: list[str], upperdir: str, workdir: str, target: str,
+                  volatile: bool = False) -> None:
     """Stack image layers into one root filesystem with overlayfs.
 
     ``lowerdirs`` are read-only and listed top-most first (the kernel's order, the
     reverse of an image's layer list); writes go to ``upperdir``; ``workdir`` is
     overlayfs's scratch space and must be on the same filesystem as ``upperdir``.
     Deleting a lower file leaves a *whiteout* (a 0:0 character device) in the upper dir.
+
+    ``volatile`` (Linux 5.10+) makes overlayfs ignore fsync and syncfs, including the
+    sync of the *whole* upper filesystem that an unmount otherwise does. After a crash
+    such an upper dir cannot be mounted again: for throw-away containers only (podman
+    uses it for ``run --rm``).
     """
     data = f"lowerdir={':'.join(lowerdirs)},upperdir={upperdir},workdir={workdir}"
+    if volatile:
+        data += ",volatile"
     syscalls.mount("overlay", target, "overlay", 0, data)
 
 
