@@ -22,7 +22,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.common import podman_env, report  # noqa: E402
+from benchmarks.common import Podman, report  # noqa: E402
 
 #: three steps, as in MACHINE.md's podman figures: a base, a RUN (a container and a
 #: layer), a metadata step
@@ -67,25 +67,19 @@ def main() -> None:
         cached["minidocker"] = timed(build, env, args.n)
 
         if shutil.which("podman"):
-            penv = podman_env(work)
-            podman = ["podman", "--root", os.path.join(work, "podman"),
-                      "--runroot", os.path.join(work, "podman-run")]
-            rootfs = os.path.join(work, "rootfs")
-            os.makedirs(rootfs)
-            make_busybox_rootfs(rootfs)
-            os.chmod(rootfs, 0o755)
-            tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-            subprocess.run(podman + ["import", "-", "localhost/busybox"], stdin=tar.stdout,
-                           env=penv, check=True, stdout=subprocess.DEVNULL)
-            tar.wait()
-            pbuild = podman + ["build", "--pull=never", "--network", "none", "-t",
-                               "localhost/bench", context]
+            podman = Podman(storage="overlay", prefix="bench-build-podman-")
             try:
-                cold["podman"] = timed(pbuild + ["--no-cache"], penv, args.n)
-                cached["podman"] = timed(pbuild, penv, args.n)
+                rootfs = os.path.join(work, "rootfs")
+                os.makedirs(rootfs)
+                make_busybox_rootfs(rootfs)
+                os.chmod(rootfs, 0o755)
+                podman.import_rootfs(rootfs, "localhost/busybox")
+                pbuild = podman.cmd("build", "--pull=never", "--network", "none", "-t",
+                                    "localhost/bench", context)
+                cold["podman"] = timed(pbuild + ["--no-cache"], podman.env, args.n)
+                cached["podman"] = timed(pbuild, podman.env, args.n)
             finally:
-                subprocess.run(podman + ["system", "reset", "-f"], env=penv,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                podman.cleanup()
     finally:
         subprocess.run(md + ["rmi", "-f", "bench"], env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)

@@ -31,7 +31,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.common import podman_env, report  # noqa: E402
+from benchmarks.common import Podman, report  # noqa: E402
 
 MD = [sys.executable, "-m", "minidocker"]
 
@@ -56,22 +56,9 @@ def timed(cmd, env=None) -> float:
     return time.perf_counter() - t
 
 
-class Podman:
-    """podman with a private root (a short path: podman refuses a long run root)."""
-
-    def __init__(self, work: str):
-        self.base = tempfile.mkdtemp(prefix="bl-", dir="/tmp")
-        self.env = podman_env(work)
-        self.argv = ["podman", "--root", f"{self.base}/root", "--runroot", f"{self.base}/run",
-                     "--tmpdir", f"{self.base}/tmp"]
-
-    def __call__(self, *args) -> list[str]:
-        return self.argv + list(args)
-
-    def remove(self) -> None:
-        for args in (["rm", "-af"], ["rmi", "-af"], ["system", "reset", "-f"]):
-            subprocess.run(self(*args), env=self.env, capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
+def new_podman() -> Podman:
+    """podman on its overlay driver with a private store (:mod:`peers`)."""
+    return Podman(storage="overlay", prefix="bl-")
 
 
 def main() -> None:
@@ -98,25 +85,23 @@ def main() -> None:
         os.makedirs(rootfs)
         make_busybox_rootfs(rootfs)
         run(md("bootstrap", "busybox"), env)
-        pod = Podman(work)
+        pod = new_podman()
         podmen.append(pod)
-        tar = subprocess.run(["tar", "-C", rootfs, "-c", "."], capture_output=True, check=True)
-        subprocess.run(pod("import", "-", "localhost/busybox"), input=tar.stdout, env=pod.env,
-                       check=True, capture_output=True)
+        pod.import_rootfs(rootfs, "localhost/busybox")
 
         print(f"writing {args.size_mb} MB in {2 * args.n} containers...", flush=True)
         for i in range(args.n):
             run(md("run", "--name", f"w{i}", "--network", "none", "busybox", "sh", "-c", script), env)
-            run(pod("run", "--name", f"w{i}", "--network", "none", "localhost/busybox",
+            run(pod.cmd("run", "--name", f"w{i}", "--network", "none", "localhost/busybox",
                     "sh", "-c", script), pod.env)
         results["commit"] = {
             "minidocker": statistics.median(timed(md("commit", f"w{i}", f"bench:{i}"), env)
                                             for i in range(args.n)),
-            "podman": statistics.median(timed(pod("commit", "-q", f"w{i}", f"localhost/bench:{i}"),
+            "podman": statistics.median(timed(pod.cmd("commit", "-q", f"w{i}", f"localhost/bench:{i}"),
                                               pod.env) for i in range(args.n)),
         }
         run(md("rm", *[f"w{i}" for i in range(args.n)]), env)
-        run(pod("rm", *[f"w{i}" for i in range(args.n)]), pod.env)
+        run(pod.cmd("rm", *[f"w{i}" for i in range(args.n)]), pod.env)
 
         ours, theirs = os.path.join(work, "md.tar"), os.path.join(work, "podman.tar")
 
@@ -126,7 +111,7 @@ def main() -> None:
         def save_podman():
             if os.path.exists(theirs):
                 os.unlink(theirs)       # podman refuses to overwrite
-            return timed(pod("save", "-o", theirs, "localhost/bench:0"), pod.env)
+            return timed(pod.cmd("save", "-o", theirs, "localhost/bench:0"), pod.env)
 
         results["save"] = {
             "minidocker": statistics.median(save_md() for _ in range(args.n)),
@@ -138,9 +123,9 @@ def main() -> None:
             return timed(md("load", "-i", ours), dict(env, MINIDOCKER_ROOT=fresh))
 
         def load_podman():
-            fresh = Podman(work)
+            fresh = new_podman()
             podmen.append(fresh)
-            return timed(fresh("load", "-i", theirs), fresh.env)
+            return timed(fresh.cmd("load", "-i", theirs), fresh.env)
 
         results["load"] = {
             "minidocker": statistics.median(load_md(i) for i in range(args.n)),
@@ -151,7 +136,7 @@ def main() -> None:
         subprocess.run(md("rm", "-f", *[f"w{i}" for i in range(args.n)]), env=env,
                        capture_output=True)
         for p in podmen:
-            p.remove()
+            p.cleanup()
         shutil.rmtree(work, ignore_errors=True)
     for title, numbers in results.items():
         report(f"{title} ({size:.0f} MB image)", numbers)

@@ -40,7 +40,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.common import podman_env, report  # noqa: E402
+from benchmarks.common import SKOPEO, Podman, report  # noqa: E402
 
 MD = [sys.executable, "-m", "minidocker"]
 
@@ -158,14 +158,16 @@ def timed(cmd, env=None) -> float:
 
 
 def median_of(n, setup, cmd_of, env=None) -> float:
-    """``setup()`` (untimed) returns a context; ``cmd_of(context)`` is then timed."""
+    """``setup()`` (untimed) returns a context; ``cmd_of(context)`` is then timed, with
+    ``env`` (``env(context)`` if callable); the context's ``stop()`` or ``cleanup()``
+    (untimed) after."""
     samples = []
     for _ in range(n):
         ctx = setup()
         try:
-            samples.append(timed(cmd_of(ctx), env))
+            samples.append(timed(cmd_of(ctx), env(ctx) if callable(env) else env))
         finally:
-            cleanup = getattr(ctx, "stop", None)
+            cleanup = getattr(ctx, "stop", None) or getattr(ctx, "cleanup", None)
             if cleanup:
                 cleanup()
     return statistics.median(samples)
@@ -184,7 +186,6 @@ def main() -> None:
     os.makedirs(src)
     env = dict(os.environ, MINIDOCKER_ROOT=src,
                MINIDOCKER_CONFIG=os.path.join(work, "config.json"))
-    skopeo = ["skopeo", "--insecure-policy"]
     results: dict[str, dict[str, float]] = {}
     try:
         print(f"building a {args.size_mb} MB image...", flush=True)
@@ -208,7 +209,7 @@ def main() -> None:
             return MD + ["push", tag_for(reg)]
 
         def push_skopeo(reg):
-            return skopeo + ["copy", "--dest-tls-verify=false", f"oci:{layout}:bench",
+            return SKOPEO + ["copy", "--dest-tls-verify=false", f"oci:{layout}:bench",
                              f"docker://{reg.host}/bench/app:v1"]
 
         results["push, cold"] = {
@@ -232,7 +233,7 @@ def main() -> None:
                 return ["env", f"MINIDOCKER_ROOT={root}"] + MD + ["pull", ref]
 
             def pull_skopeo(root):
-                return skopeo + ["copy", "--src-tls-verify=false", f"docker://{ref}",
+                return SKOPEO + ["copy", "--src-tls-verify=false", f"docker://{ref}",
                                  f"oci:{root}/layout:v1"]
 
             results["pull, cold"] = {
@@ -240,23 +241,14 @@ def main() -> None:
                 "skopeo": median_of(args.n, fresh_root, pull_skopeo),
             }
             if shutil.which("podman"):
-                # podman pull also unpacks the layers (vfs: no overlay mounts to clean)
-                penv = podman_env(work)
+                # podman pull also unpacks the layers (vfs: no overlay mounts to clean);
+                # a fresh private store for each run
+                def pull_podman(podman):
+                    return podman.cmd("pull", "-q", "--tls-verify=false", ref)
 
-                class PodmanRoot:
-                    """Short paths (podman wants a runroot under 50 characters)."""
-
-                    def __init__(self):
-                        self.path = tempfile.mkdtemp(prefix="bp-", dir="/tmp")
-
-                    def stop(self):
-                        shutil.rmtree(self.path, ignore_errors=True)
-
-                def pull_podman(root):
-                    return ["podman", "--root", f"{root.path}/p", "--runroot", f"{root.path}/r",
-                            "--storage-driver", "vfs", "pull", "-q", "--tls-verify=false", ref]
-
-                results["pull, cold"]["podman"] = median_of(args.n, PodmanRoot, pull_podman, penv)
+                results["pull, cold"]["podman"] = median_of(
+                    args.n, lambda: Podman(storage="vfs", prefix="bp-"), pull_podman,
+                    lambda podman: podman.env)
             warm = fresh_root()
             subprocess.run(pull_md(warm), env=env, check=True, stdout=subprocess.DEVNULL)
             subprocess.run(pull_skopeo(warm), check=True, stdout=subprocess.DEVNULL)

@@ -22,7 +22,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.common import podman_env, report  # noqa: E402
+from benchmarks.common import Podman, report  # noqa: E402
 
 
 def timed(cmd, env=None, n=20) -> float:
@@ -69,18 +69,14 @@ def main() -> None:
             del spec
 
         if shutil.which("podman"):
-            penv = podman_env(work)
-            storage = ["--root", os.path.join(work, "podman"), "--runroot", os.path.join(work, "podman-run")]
-            tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-            subprocess.run(["podman", *storage, "import", "-", "localhost/busybox"], stdin=tar.stdout,
-                           env=penv, check=True, stdout=subprocess.DEVNULL)
-            tar.wait()
-            results["podman"] = timed(["podman", *storage, "run", "--rm", "--network", "none",
-                                       "localhost/busybox", "true"], penv, args.n)
-            subprocess.run(["podman", *storage, "system", "reset", "-f"], env=penv,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            podman = Podman(storage="overlay", prefix="bench-run-podman-")
+            try:
+                podman.import_rootfs(rootfs, "localhost/busybox")
+                results["podman"] = timed(podman.cmd("run", "--rm", "--network", "none",
+                                                     "localhost/busybox", "true"), podman.env, args.n)
+            finally:
+                podman.cleanup()
     finally:
-        subprocess.run(["umount", "-R", os.path.join(work, "podman")], stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
     report("run --rm --network none busybox true", results)
 

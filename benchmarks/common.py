@@ -1,25 +1,31 @@
-"""Shared pieces of the benchmarks: podman's settings for this machine, and the report."""
+"""Shared pieces of the benchmarks: the peer tools (podman, skopeo) as :mod:`peers` runs
+them on this machine, and the report."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
-PODMAN_CONF = """[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def podman_env(workdir: str) -> dict:
-    """An environment for podman with a private containers.conf (see MACHINE.md: without
-    the ulimits, every run fails on this machine's hard rlimits)."""
-    path = os.path.join(workdir, "containers.conf")
-    with open(path, "w") as f:
-        f.write(PODMAN_CONF)
-    return dict(os.environ, CONTAINERS_CONF=path)
+def _load_peers():
+    """``tests/peers.py``, the one module that knows how to run podman and skopeo here
+    (MACHINE.md), shared with the tests. Loaded from its path, not by putting ``tests/``
+    on ``sys.path``: that would let every test helper shadow other modules."""
+    if "peers" in sys.modules:
+        return sys.modules["peers"]
+    spec = importlib.util.spec_from_file_location("peers", os.path.join(REPO, "tests", "peers.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["peers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+peers = _load_peers()
+Podman = peers.Podman
+SKOPEO = peers.SKOPEO
 
 
 def report(title: str, results: dict[str, float]) -> None:

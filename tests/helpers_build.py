@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import tarfile
 
 import pytest
 
+import peers
 from conftest import IS_ROOT
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,42 +137,24 @@ def describe(st, host=None, data=None, linkname=None):
 
 
 # --------------------------------------------------------------------------- podman
-PODMAN_CONF = """[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
+class Podman(peers.Podman):
+    """The real ``podman build`` (buildah) with a private vfs store (:mod:`peers`),
+    holding ``localhost/busybox``."""
 
-
-class Podman:
-    """The real ``podman build`` (buildah) with a private store under ``base``."""
-
-    def __init__(self, base: str, busybox_rootfs: str):
-        if not shutil.which("podman"):
-            pytest.skip("podman is not installed (apt-get install podman)")
-        self.base = base
-        conf = os.path.join(base, "containers.conf")
-        with open(conf, "w") as f:
-            f.write(PODMAN_CONF)
-        self.env = {**os.environ, "CONTAINERS_CONF": conf}
-        self.cmd = ["podman", "--root", os.path.join(base, "root"),
-                    "--runroot", os.path.join(base, "run"), "--storage-driver", "vfs"]
+    def __init__(self, busybox_rootfs: str):
+        peers.need("podman")
+        super().__init__(storage="vfs", prefix="mdbuild-")
         os.chmod(busybox_rootfs, 0o755)   # a temp dir is 0700: the image's / would be too
-        tar = subprocess.run(["tar", "-C", busybox_rootfs, "-c", "."], capture_output=True,
-                             check=True).stdout
-        # the same config as minidocker's bootstrapped busybox
-        self.run("import", "--change", 'CMD ["sh"]', "--change",
-                 "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                 "-", "localhost/busybox", input=tar)
+        try:
+            # the same config as minidocker's bootstrapped busybox
+            self.import_rootfs(busybox_rootfs, "localhost/busybox", changes=(
+                'CMD ["sh"]', "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+        except BaseException:
+            self.cleanup()
+            raise
 
     def run(self, *args, input=None, check=True, timeout=300):
-        r = subprocess.run(self.cmd + list(args), input=input, capture_output=True,
-                           env=self.env, timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError(f"podman {' '.join(args)}: {r.stderr.decode(errors='replace')}")
-        return r
+        return super().run(*args, input=input, check=check, timeout=timeout, text=False)
 
     def build(self, context: str, tag: str, *args):
         self.run("build", "--pull=never", "--isolation", "chroot", "-t", tag, *args, context)
@@ -207,10 +189,7 @@ class Podman:
         return tree
 
     def close(self):
-        self.run("rm", "-af", check=False)
-        self.run("rmi", "-af", check=False)
-        subprocess.run(["umount", "-R", os.path.join(self.base, "root")], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
+        self.cleanup()
 
 
 def comparable_tree(tree: dict) -> dict:

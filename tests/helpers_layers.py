@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import tarfile
 
@@ -77,31 +76,6 @@ def make_lower(path: str, files: dict[str, str | None]) -> str:
                 f.write(content)
     return path
 
-
-def podman_env() -> tuple[list[str], dict, str]:
-    """``podman`` argv prefix, environment and base dir for a private, throw-away podman
-    store (MACHINE.md: the containers.conf settings this machine needs). The base is a
-    short path under /tmp: podman refuses a run root longer than 50 characters."""
-    import tempfile
-    base = tempfile.mkdtemp(prefix="mdpod-", dir="/tmp")
-    conf = os.path.join(base, "containers.conf")
-    with open(conf, "w") as f:
-        f.write('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-                '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
-                'events_logger = "file"\n')
-    env = dict(os.environ, CONTAINERS_CONF=conf)
-    argv = ["podman", "--root", os.path.join(base, "root"), "--runroot",
-            os.path.join(base, "run"), "--tmpdir", os.path.join(base, "tmp"),
-            "--storage-driver", "vfs"]
-    return argv, env, base
-
-
-def podman_cleanup(argv, env, base) -> None:
-    """Remove every container and image of a private podman store, then the store."""
-    subprocess.run(argv + ["rm", "-af"], env=env, capture_output=True, timeout=60)
-    subprocess.run(argv + ["rmi", "-af"], env=env, capture_output=True, timeout=60)
-    subprocess.run(argv + ["system", "reset", "-f"], env=env, capture_output=True, timeout=60)
-    shutil.rmtree(base, ignore_errors=True)
 
 def make_image(store, rootfs: str, tag: str | None = "busybox:latest", cmd=("sh",),
                tmp_dir: str | None = None) -> str:

@@ -7,10 +7,10 @@
 - :func:`make_image` builds a small image in a minidocker store through the store API;
 - :func:`write_oci_layout` writes an OCI image layout by hand (gzip/zstd/plain layers,
   optionally a multi-platform index) for skopeo to push;
-- :class:`Podman` runs podman with a private root, vfs storage and runc (MACHINE.md);
 - :func:`store_snapshot` lists a data root, to prove a failed pull changed nothing.
 
-Everything listens on 127.0.0.1 only; every process started here is stopped here.
+podman and skopeo are run through :mod:`peers`. Everything listens on 127.0.0.1 only;
+every process started here is stopped here.
 """
 
 from __future__ import annotations
@@ -215,60 +215,6 @@ def write_oci_layout(layout: str, tag: str, platforms: dict[str, list[tuple]],
     top["annotations"] = {"org.opencontainers.image.ref.name": tag}
     with open(os.path.join(layout, "index.json"), "w") as f:
         json.dump({"schemaVersion": 2, "manifests": [top]}, f)
-
-
-def skopeo(*args, check=True):
-    if not shutil.which("skopeo"):
-        pytest.skip("skopeo is not installed")
-    return subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True,
-                          text=True, timeout=120, check=check)
-
-
-# --------------------------------------------------------------------------- podman
-PODMAN_CONF = """[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
-
-
-class Podman:
-    """podman with everything private to the test (root, runroot, config), vfs storage
-    (no overlay mounts to leak), runc (crun refuses this machine's cgroup layout).
-
-    podman wants a runroot path of at most 50 characters: the state lives in a short
-    directory under /tmp, removed by :meth:`cleanup`."""
-
-    def __init__(self):
-        if not shutil.which("podman") or not shutil.which("runc"):
-            pytest.skip("podman/runc are not installed")
-        import tempfile
-        self.base = tempfile.mkdtemp(prefix="mdreg-podman-", dir="/tmp")
-        self.conf = os.path.join(self.base, "containers.conf")
-        with open(self.conf, "w") as f:
-            f.write(PODMAN_CONF)
-
-    def __call__(self, *args, check=True, timeout=120, input=None):
-        env = dict(os.environ, CONTAINERS_CONF=self.conf)
-        cmd = ["podman", "--root", os.path.join(self.base, "root"),
-               "--runroot", os.path.join(self.base, "run"), "--storage-driver", "vfs",
-               "--tmpdir", os.path.join(self.base, "tmp"), *args]
-        r = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout, input=input,
-                           text=input is None)
-        if check and r.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
-        return r
-
-    def cleanup(self):
-        self("rm", "-a", "-f", check=False)
-        self("rmi", "-a", "-f", check=False)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.base)]
-        for m in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- checks

@@ -38,8 +38,8 @@ def prepare_context(case: str, dest: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory, busybox_rootfs):
-    p = Podman(str(tmp_path_factory.mktemp("podman")), busybox_rootfs)
+def podman(busybox_rootfs):
+    p = Podman(busybox_rootfs)
     yield p
     p.close()
 

@@ -1,8 +1,8 @@
 """Interop: what ``minidocker save`` writes, the real tools read - and the other way round.
 
 Peers (Debian packages): podman, skopeo, umoci, runc, oci-image-tool. Each test skips
-with the reason when its tool is missing. podman runs with a private ``--root`` under
-the test's tmp dir (vfs driver: no mounts left behind) and is reset at the end.
+with the reason when its tool is missing. podman and skopeo run through :mod:`peers`:
+podman with a private store (vfs driver: no mounts left behind), removed at the end.
 """
 
 from __future__ import annotations
@@ -10,24 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 
 import pytest
 
 from conftest import needs_root
-from helpers_layers import (make_image, md_ok, minidocker, podman_cleanup, podman_env,
-                            remove_all_containers)
+from helpers_layers import make_image, md_ok, minidocker, remove_all_containers
 from minidocker.image.store import Store
+from peers import Podman, need, skopeo
 
 pytestmark = [needs_root, pytest.mark.interop]
-
-
-def need(*tools):
-    for tool in tools:
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed (apt-get install {tool})")
 
 
 def run(*argv, env=None, input=None, timeout=120):
@@ -57,29 +50,11 @@ def saved(hello_image, tmp_path):
     return path
 
 
-class Podman:
-    """``podman`` with a private store under the test's tmp dir."""
-
-    def __init__(self):
-        self.argv, self.env, self.base = podman_env()
-
-    def __call__(self, *args, **kw) -> str:
-        return run(*self.argv, *args, env=self.env, **kw)
-
-    def import_rootfs(self, rootfs: str, name: str) -> None:
-        """MACHINE.md's recipe: ``tar -C rootfs -c . | podman import - NAME``."""
-        tar = subprocess.run(["tar", "-C", rootfs, "-c", "."], capture_output=True, check=True)
-        r = subprocess.run(self.argv + ["import", "-", name], input=tar.stdout,
-                           capture_output=True, env=self.env, timeout=120)
-        assert r.returncode == 0, r.stderr
-
-
 @pytest.fixture
 def podman():
-    need("podman", "runc")
-    p = Podman()
+    p = Podman.or_skip(storage="vfs", prefix="mdpod-")
     yield p
-    podman_cleanup(p.argv, p.env, p.base)
+    p.cleanup()
 
 
 def extract(archive, dest):
@@ -91,26 +66,25 @@ def extract(archive, dest):
 
 # =========================================================================== ours -> theirs
 def test_podman_loads_our_save_and_runs_it(saved, podman):
-    out = podman("load", "-i", saved)
+    out = podman("load", "-i", saved).stdout
     assert "Loaded image: docker.io/lab/hello:v1" in out
-    assert podman("run", "--rm", "--network", "none", "lab/hello:v1") == "hello from minidocker\n"
-    listing = podman("run", "--rm", "--network", "none", "lab/hello:v1", "ls", "/etc")
+    assert podman("run", "--rm", "--network", "none", "lab/hello:v1").stdout == "hello from minidocker\n"
+    listing = podman("run", "--rm", "--network", "none", "lab/hello:v1", "ls", "/etc").stdout
     assert "passwd" in listing.split() and "group" not in listing.split()
 
 
 def test_skopeo_reads_both_formats(saved, hello_image):
-    need("skopeo")
     image_id = hello_image.resolve("lab/hello:v1")
     diff_ids = hello_image.image_config(image_id)["rootfs"]["diff_ids"]
-    docker = json.loads(run("skopeo", "inspect", f"docker-archive:{saved}"))
+    docker = json.loads(skopeo("inspect", f"docker-archive:{saved}").stdout)
     assert docker["Layers"] == diff_ids          # uncompressed layers: digest == diff_id
-    oci = json.loads(run("skopeo", "inspect", f"oci-archive:{saved}"))
+    oci = json.loads(skopeo("inspect", f"oci-archive:{saved}").stdout)
     with tarfile.open(saved) as tar:
         index = json.load(tar.extractfile("index.json"))
     assert oci["Digest"] == index["manifests"][0]["digest"]
-    config = json.loads(run("skopeo", "inspect", "--config", f"oci-archive:{saved}"))
+    config = json.loads(skopeo("inspect", "--config", f"oci-archive:{saved}").stdout)
     assert config["config"]["Cmd"] == ["cat", "/hello"]
-    raw = run("skopeo", "inspect", "--raw", "--config", f"docker-archive:{saved}")
+    raw = skopeo("inspect", "--raw", "--config", f"docker-archive:{saved}").stdout
     assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == image_id
 
 
@@ -175,10 +149,9 @@ def test_minidocker_loads_podman_save(podman_image, data_root, tmp_path, fmt):
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_minidocker_loads_compressed_oci_archive(saved, hello_image, tmp_path, monkeypatch,
                                                  compression):
-    need("skopeo")
     out = tmp_path / f"hello-{compression}.tar"
-    run("skopeo", "copy", "-q", "--dest-compress", "--dest-compress-format", compression,
-        f"docker-archive:{saved}", f"oci-archive:{out}:localhost/hello:{compression}")
+    skopeo("copy", "-q", "--dest-compress", "--dest-compress-format", compression,
+           f"docker-archive:{saved}", f"oci-archive:{out}:localhost/hello:{compression}")
     with tarfile.open(out) as tar:
         index = json.load(tar.extractfile("index.json"))
         manifest = json.load(tar.extractfile(

@@ -14,8 +14,8 @@ import subprocess
 import pytest
 
 from conftest import needs_root
-from helpers_registry import (Podman, make_image, minidocker, registry_of_kind, skopeo,
-                              tar_bytes, write_oci_layout)
+from helpers_registry import make_image, minidocker, registry_of_kind, tar_bytes, write_oci_layout
+from peers import Podman, skopeo
 
 pytestmark = [needs_root, pytest.mark.interop]
 
@@ -33,7 +33,7 @@ def reg(request, tmp_path):
 
 @pytest.fixture
 def podman(tmp_path):
-    p = Podman()
+    p = Podman.or_skip(storage="vfs", prefix="mdreg-podman-")
     yield p
     p.cleanup()
 

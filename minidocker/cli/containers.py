@@ -322,11 +322,12 @@ def top(container):
     from ..engine import lifecycle
     from ..engine.containers import resolve
     pids = lifecycle.container_pids(resolve(container))
-    out = subprocess.run(["ps", "-o", "uid,pid,ppid,c,stime,tty,time,cmd", "-p",
+    # Docker runs ``ps -ef`` and keeps the container's lines; the same columns here.
+    out = subprocess.run(["ps", "-o", "user,pid,ppid,c,stime,tty,time,cmd", "-p",
                           ",".join(map(str, pids))], capture_output=True, text=True).stdout
     lines = out.splitlines()
     if lines:
-        header = lines[0].replace("  UID", "UID").split()
+        header = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
         rows = [l.split(None, len(header) - 1) for l in lines[1:]]
         from .format import table
         click.echo(table([header, *rows]))
