@@ -31,22 +31,20 @@ image records change only under the ``store`` lock (``paths.locked``).
 
 from __future__ import annotations
 
-import bz2
 import errno
-import gzip
-import hashlib
 import json
-import lzma
 import os
 import shutil
-import subprocess
 import tempfile
 import time
-import zlib
 
 from .. import paths
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
-from . import reference, unpack
+from . import reference
+
+# Not imported here, but where they are used: hashlib (loading OpenSSL), tarfile (via
+# .unpack), subprocess and the decompressors. ``run`` reads the store but hashes,
+# unpacks and decompresses nothing, and should not pay ~5 ms for them at every start.
 
 CHUNK = 1 << 20
 
@@ -70,8 +68,16 @@ _MAGIC = {
 }
 
 
+def new_sha256():
+    """A sha256 hasher (hashlib imported on first use: see the imports)."""
+    import hashlib
+    return hashlib.sha256()
+
+
 def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    h = new_sha256()
+    h.update(data)
+    return h.hexdigest()
 
 
 def split_digest(digest: str) -> str:
@@ -97,7 +103,7 @@ class _HashingReader:
 
     def __init__(self, raw):
         self.raw = raw
-        self.hash = hashlib.sha256()
+        self.hash = new_sha256()
         self.size = 0
 
     def read(self, n=-1):
@@ -128,6 +134,7 @@ class _Decompressed:
         raw.seek(0)
         if kind is None:
             return raw
+        import bz2, gzip, lzma, subprocess  # noqa: E401  (see the imports at the top)
         if kind == "gzip":
             stream = gzip.GzipFile(fileobj=raw, mode="rb")
         elif kind == "bzip2":
@@ -164,7 +171,7 @@ class BlobWriter:
         self.store = store
         fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix=scratch_prefix("blob"))
         self.file = os.fdopen(fd, "wb")
-        self.hash = hashlib.sha256()
+        self.hash = new_sha256()
         self.size = 0
         self.digest = None
 
@@ -315,7 +322,7 @@ class Store:
             import io
             src = io.BytesIO(bytes(src))
         self._ensure_dirs()
-        hasher = hashlib.sha256()
+        hasher = new_sha256()
         size = 0
         fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix=scratch_prefix("blob"))
         try:
@@ -411,6 +418,8 @@ class Store:
         """Unpack a stored layer blob into a temp dir while hashing the uncompressed
         stream (the diff_id), then rename the dir to ``layers/<diff_id hex>``."""
         self._ensure_dirs()
+        import lzma, zlib  # noqa: E401  (see the imports at the top)
+        from . import unpack
         tmp = tempfile.mkdtemp(dir=self.tmp_dir, prefix=scratch_prefix("layer"))
         try:
             try:
