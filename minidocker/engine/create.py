@@ -84,6 +84,23 @@ def find_image(image_ref: str, store, pull: str = "missing", out=sys.stderr) -> 
         return client.pull(image_ref, store, out=out)
 
 
+def _parse_publish(values) -> dict:
+    """``-p`` values -> ``PortBindings``. The network package is imported only when
+    there are some: ``run --network none`` need not load it."""
+    if not values:
+        return {}
+    from ..network.ports import parse_publish
+    return parse_publish(values)
+
+
+def _parse_expose(values) -> dict:
+    """``--expose`` values -> ``ExposedPorts`` (imported lazily, as :func:`_parse_publish`)."""
+    if not values:
+        return {}
+    from ..network.ports import parse_expose
+    return parse_expose(values)
+
+
 def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> dict:
     """The ``Config`` section of a new container (Docker's field names)."""
     icfg = image_config.get("config") or {}
@@ -94,9 +111,8 @@ def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> d
         image_cmd = []
     command = list(cmd) if cmd else list(image_cmd)
     env = merge_env(icfg.get("Env") or [], parse_env(opts.get("env") or (), opts.get("env_file") or ()))
-    from ..network.ports import parse_expose, parse_publish
-    exposed = {**(icfg.get("ExposedPorts") or {}), **parse_expose(opts.get("expose")),
-               **{port: {} for port in parse_publish(opts.get("publish"))}}
+    exposed = {**(icfg.get("ExposedPorts") or {}), **_parse_expose(opts.get("expose")),
+               **{port: {} for port in _parse_publish(opts.get("publish"))}}
     return {
         "Hostname": opts.get("hostname") or "",
         "Env": env,
@@ -117,8 +133,7 @@ def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> d
 
 def host_config(opts: dict) -> dict:
     """The ``HostConfig`` section: everything about how the host runs it."""
-    from ..network.ports import parse_publish
-    bindings = parse_publish(opts.get("publish"))
+    bindings = _parse_publish(opts.get("publish"))
     cpus = opts.get("cpus")
     return {
         "NetworkMode": opts.get("network") or "bridge",
