@@ -96,9 +96,14 @@ def main(argv=None):
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:
+        # Docker: the error on one line, a pointer to the help on the next, exit 125.
+        click.echo(f"minidocker: {e.format_message()}", err=True)
+        if e.ctx is not None:
+            click.echo(f"See '{e.ctx.command_path} --help'.", err=True)
+        sys.exit(125)
     except click.ClickException as e:
-        # Docker exits 125 on a bad flag or argument
-        e.show()
+        click.echo(f"minidocker: {e.format_message()}", err=True)
         sys.exit(125)
     except click.exceptions.Abort:
         sys.exit(130)

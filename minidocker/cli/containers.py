@@ -174,10 +174,12 @@ def _ports(c) -> str:
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
-def ps(all_, quiet, no_trunc):
+@click.option("--format", "fmt", help="Format output using a Go-like template ({{.Names}}\\t{{.Status}}; "
+              "'table ...' for columns)")
+def ps(all_, quiet, no_trunc, fmt):
     """List containers."""
     from ..engine.lifecycle import reconcile_all
-    from .format import ago, table
+    from .format import ago, format_listing, table
     shown = [c for c in reconcile_all() if all_ or c.state["State"]["Running"]]
     if quiet:
         for c in shown:
@@ -188,9 +190,24 @@ def ps(all_, quiet, no_trunc):
         command = " ".join([c.state["Path"], *c.state["Args"]])
         command = json.dumps(command if no_trunc or len(command) <= 20 else command[:19] + "…",
                              ensure_ascii=False)
-        rows.append([c.id if no_trunc else c.short_id, c.state.get("ImageName") or c.image_id[7:19],
-                     command, ago(c.state["Created"]), _status(c), _ports(c), c.name])
-    click.echo(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], *rows]))
+        rows.append({"ID": c.id if no_trunc else c.short_id,
+                     "Image": c.state.get("ImageName") or c.image_id[7:19], "Command": command,
+                     "CreatedAt": c.state["Created"], "RunningFor": ago(c.state["Created"]),
+                     "Status": _status(c), "State": c.state["State"]["Status"],
+                     "Ports": _ports(c), "Names": c.name,
+                     "Networks": c.state["HostConfig"]["NetworkMode"]})
+    if fmt:
+        if rows or fmt.startswith("table"):
+            click.echo(format_listing(fmt, rows, PS_HEADERS))
+        return
+    columns = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
+    click.echo(table([[PS_HEADERS[k] for k in columns], *[[r[k] for k in columns] for r in rows]]))
+
+
+#: ``ps``'s columns, by the name ``--format`` knows them by (Docker's).
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+              "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Status": "STATUS",
+              "State": "STATE", "Ports": "PORTS", "Names": "NAMES", "Networks": "NETWORKS"}
 
 
 @click.command()

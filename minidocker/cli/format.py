@@ -127,6 +127,20 @@ def format_template(template: str, obj) -> str:
     return re.sub(r"\{\{(.*?)\}\}", render, template)
 
 
+def format_listing(fmt: str, objects: list[dict], headers: dict[str, str]) -> str:
+    """``ps``/``images --format``: each object through the template, one line each.
+    As in Docker, ``\\t`` in the template is a tab, and a template starting with
+    ``table`` prints aligned columns under a header (``headers`` names each field's
+    column: ``{"Names": "NAMES"}``)."""
+    template = fmt.replace("\\t", "\t")
+    if not template.startswith("table"):
+        return "\n".join(format_template(template, o) for o in objects)
+    template = template[len("table"):].strip()
+    header = re.sub(r"\{\{\s*\.(\w+)\s*\}\}",
+                    lambda m: headers.get(m.group(1), m.group(1).upper()), template)
+    return table([header.split("\t")] + [format_template(template, o).split("\t") for o in objects])
+
+
 def print_inspected(results: list, fmt: str | None, errors: list[str]) -> None:
     """What every ``inspect`` prints, as Docker's: each object through the ``-f``
     template, or all of them as one JSON array (``[]`` when none was found); then one

@@ -14,7 +14,7 @@ import time
 import click
 
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
-from .format import format_template, human_duration, human_size, print_inspected, table
+from .format import format_listing, human_duration, human_size, print_inspected, table
 
 NONE = "<none>"
 
@@ -130,6 +130,11 @@ def image_rows(store, all_images=False, repository=None, filters=None):
     return rows
 
 
+
+#: ``images``' columns, by the name ``--format`` knows them by (Docker's).
+IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
+                  "CreatedAt": "CREATED AT", "CreatedSince": "CREATED", "Size": "SIZE"}
+
 @click.command("images")
 @click.option("-a", "--all", "all_images", is_flag=True,
               help="Show all images (default hides intermediate images).")
@@ -160,12 +165,12 @@ def images(all_images, quiet, no_trunc, digests, filters, fmt, repository):
         return
     now = time.time()
     if fmt:
-        for row in rows:
-            click.echo(format_template(fmt, {
-                "Repository": row["repository"], "Tag": row["tag"], "ID": show_id(row["id"]),
-                "Digest": row["digest"],
-                "CreatedAt": row["created"], "CreatedSince": created_ago(row["created"], now),
-                "Size": human_size(row["size"])}))
+        listed = [{"Repository": row["repository"], "Tag": row["tag"], "ID": show_id(row["id"]),
+                   "Digest": row["digest"], "CreatedAt": row["created"],
+                   "CreatedSince": created_ago(row["created"], now), "Size": human_size(row["size"])}
+                  for row in rows]
+        if listed or fmt.startswith("table"):
+            click.echo(format_listing(fmt, listed, IMAGES_HEADERS))
         return
     out = [["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) +
            ["IMAGE ID", "CREATED", "SIZE"]]
