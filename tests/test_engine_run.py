@@ -155,8 +155,12 @@ def test_detached_lifecycle(md):
     # names and id prefixes resolve; exec joins the container
     assert md.out("exec", "sleeper", "hostname") == cid[:12] + "\n"
     assert md.out("exec", cid[:5], "sh", "-c", "echo $$") != "1\n"
-    top = md.out("top", "sleeper")
-    assert "PID" in top.split("\n")[0] and "sleep" in top
+    top = md.out("top", "sleeper").split("\n")
+    assert top[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert top[1].split()[0] == "root" and "sleep" in "\n".join(top)
+    assert md.out("ps", "--format", "{{.Names}}\\t{{.State}}") == "sleeper\trunning\n"
+    table = md.out("ps", "--format", "table {{.ID}}\\t{{.Names}}").split("\n")
+    assert table[0].split() == ["CONTAINER", "ID", "NAMES"] and table[1].split() == [cid[:12], "sleeper"]
     md.out("stop", "-t", "5", "sleeper")
     assert md.out("wait", "sleeper") == "7\n"
     assert md.out("logs", "sleeper") == "started\nbye\n"
