@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import time
 
@@ -74,7 +73,7 @@ def create(name: str | None = None, labels: dict | None = None, driver: str = "l
     if options:
         raise InvalidInput("minidocker's local driver takes no options (-o)")
     if name is None:
-        name = secrets.token_hex(32)
+        name = os.urandom(32).hex()  # as secrets.token_hex(32); that import costs ~3 ms
     elif not NAME_RE.match(name):
         raise InvalidInput(f"{name!r} includes invalid characters for a local volume name, "
                            "only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to "
