@@ -89,10 +89,15 @@ def sh(lower: str, tmp_dir: str, script: str, **kwargs) -> Result:
     return run_in(lower, tmp_dir, ["sh", "-c", script], **kwargs)
 
 
-def read_until_eio(fd: int) -> bytes:
-    """Everything the container writes to its pty, until every slave end is closed."""
+def read_until_eio(fd: int, idle_timeout: float | None = None) -> bytes:
+    """Everything written to a pty's slave end, read from the master ``fd`` until every
+    slave end is closed (the read fails with EIO), or nothing came for ``idle_timeout``
+    seconds (a test that went wrong must not hang)."""
+    import select
     chunks = []
     while True:
+        if idle_timeout is not None and not select.select([fd], [], [], idle_timeout)[0]:
+            break
         try:
             data = os.read(fd, 65536)
         except OSError:

@@ -242,27 +242,16 @@ def test_runc_runs_the_same_bundle(md):
 
 def test_tty_gives_a_real_terminal(md):
     import pty
-    import select
     import subprocess
     import sys
+    from helpers_runtime import read_until_eio
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "minidocker", "run", "--rm", "-it", "busybox", "sh"],
                             stdin=slave, stdout=slave, stderr=slave, env=md.env, start_new_session=True)
     os.close(slave)
     os.write(master, b"tty; echo done-$((6*7)); exit 5\n")
-    out = b""
     try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 20)
-            if not ready:
-                break
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
+        out = read_until_eio(master, idle_timeout=20)
     finally:
         code = proc.wait(timeout=20)
         os.close(master)

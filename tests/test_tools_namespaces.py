@@ -12,7 +12,6 @@ import errno
 import os
 import pty
 import re
-import select
 import shutil
 import signal
 import socket
@@ -24,6 +23,7 @@ import time
 import pytest
 
 from conftest import REPO, TOOLS, needs_root, run_tool
+from helpers_runtime import read_until_eio
 from minidocker.kernel import mounts, namespaces, syscalls, userns
 
 pytestmark = needs_root
@@ -286,17 +286,7 @@ def test_pid_interactive_shell_on_a_terminal_keeps_its_exit_status():
     output = b""
     try:
         os.write(master, b"echo pid=$$\nexit 4\n")
-        while True:
-            ready, _, _ = select.select([master], [], [], 20)
-            if not ready:
-                break
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:   # EIO: every process holding the terminal has exited
-                break
-            if not chunk:
-                break
-            output += chunk
+        output = read_until_eio(master, idle_timeout=20)
     finally:
         os.close(master)
         deadline = time.monotonic() + 20
