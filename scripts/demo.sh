@@ -142,6 +142,9 @@ fi
 
 slide "Docker: docker run"
 show minidocker run --rm busybox sh -c 'echo "I am PID $$ on $(hostname)"; ps -o pid,comm; exit 0'
+if [ "${MINIDOCKER_DEMO_DEBIAN:-0}" = 1 ]; then
+  show minidocker run --rm debian:bookworm sh -c 'grep PRETTY_NAME /etc/os-release; echo "I am PID $$"; exit 0'
+fi
 
 slide "Docker images: each layer extracted once under the data root"
 show minidocker images
