@@ -107,7 +107,7 @@ def test_umoci_unpacks_and_runc_runs(saved, tmp_path):
     assert spec["process"]["args"] == ["cat", "/hello"]
     spec["process"]["terminal"] = False
     name = f"md-interop-{os.getpid()}"
-    spec["linux"]["cgroupsPath"] = f"minidocker/{name}"
+    spec["linux"]["cgroupsPath"] = f"/minidocker/{name}"   # absolute: relative is below runc's own group
     spec_path.write_text(json.dumps(spec))
     state = tmp_path / "runc-state"
     try:
