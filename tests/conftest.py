@@ -48,9 +48,17 @@ def _links():
 
 
 def _cgroups():
+    """Every cgroup below a ``minidocker`` group: at each hierarchy's root, and below
+    this process's own group (where runc puts a *relative* cgroupsPath)."""
     found = set()
     base = "/sys/fs/cgroup"
-    for parent in [base] + [os.path.join(base, d) for d in os.listdir(base)]:
+    parents = [base] + [os.path.join(base, d) for d in os.listdir(base)]
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            name = controllers.replace("name=", "") or "unified"
+            parents += [os.path.join(base, name, path.lstrip("/")), os.path.join(base, path.lstrip("/"))]
+    for parent in parents:
         top = os.path.join(parent, "minidocker")
         if os.path.isdir(top):
             for dirpath, dirnames, _ in os.walk(top):
