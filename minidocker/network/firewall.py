@@ -24,6 +24,11 @@ crash. The chains exist only while some bridge needs them.
 
 Changes to these host-wide tables are serialised with an flock in ``/run/lock`` (several
 data roots may share the host) and iptables' own ``-w`` lock.
+
+Each step reads the tables once (``iptables-save``) and makes all its changes in one
+``iptables-restore --noflush`` (the same lines ``iptables`` takes: ``-A``, ``-D``, ``-X``,
+``:CHAIN`` to create one), which the kernel applies per table in one commit: two
+processes per step, where one ``iptables -C``/``-A`` per rule took some twenty-five.
 """
 
 from __future__ import annotations
@@ -66,38 +71,74 @@ class host_lock:
 
 
 def available() -> bool:
-    return shutil.which("iptables") is not None
+    return shutil.which("iptables-restore") is not None
 
 
-def iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+class Tables:
+    """What ``iptables-save`` shows of the ``nat`` and ``filter`` tables: the chains, and
+    each rule as its words (``["-A", "FORWARD", "-j", "MINIDOCKER-FORWARD"]``)."""
+
+    def __init__(self, text: str):
+        self.chains: dict[str, set[str]] = {"nat": set(), "filter": set()}
+        self.rules: dict[str, list[list[str]]] = {"nat": [], "filter": []}
+        table = None
+        for line in text.splitlines():
+            if line.startswith("*"):
+                table = line[1:].strip()
+            elif table in self.chains and line.startswith(":"):
+                self.chains[table].add(line[1:].split()[0])
+            elif table in self.chains and line.startswith("-A "):
+                self.rules[table].append(shlex.split(line))
+
+    def rules_of(self, table: str, chain: str) -> list[list[str]]:
+        return [w for w in self.rules[table] if w[1] == chain]
+
+    def tagged(self, table: str, chain: str, tag: str) -> list[list[str]]:
+        """Rules of ``chain`` whose comment is exactly ``tag``."""
+        return [w for w in self.rules_of(table, chain)
+                if "--comment" in w and w[w.index("--comment") + 1] == tag]
+
+
+def read_tables() -> Tables:
+    proc = subprocess.run(["iptables-save"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MinidockerError(f"iptables-save: {proc.stderr.strip()}")
+    return Tables(proc.stdout)
+
+
+def _line(words: list[str]) -> str:
+    """One iptables-restore line; it splits on blanks and understands double quotes."""
+    return " ".join(f'"{w}"' if (" " in w or not w) else w for w in words)
+
+
+def apply(changes: dict[str, list[list[str]]]) -> None:
+    """Make ``changes`` (``{table: [[":CHAIN"] | ["-A", CHAIN, ...] | ["-D", ...] |
+    ["-X", CHAIN]]}``) in one ``iptables-restore --noflush``: what is not named stays."""
+    text = "".join(f"*{table}\n" + "".join(_line(c) + "\n" for c in lines) + "COMMIT\n"
+                   for table, lines in changes.items() if lines)
+    if not text:
+        return
     if not available():
         raise MinidockerError("iptables is not installed: it is needed to publish ports "
                               "(apt-get install iptables)")
-    proc = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise MinidockerError(f"iptables {' '.join(args)}: {proc.stderr.strip()}")
-    return proc
+    proc = subprocess.run(["iptables-restore", "-w", "--noflush"], input=text,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MinidockerError(f"iptables-restore: {proc.stderr.strip()}\n{text}")
 
 
-def _exists(table: str, chain: str, rule: list[str]) -> bool:
-    return iptables("-t", table, "-C", chain, *rule, check=False).returncode == 0
-
-
-def _chain_exists(table: str, chain: str) -> bool:
-    return iptables("-t", table, "-S", chain, check=False).returncode == 0
-
-
-def _ensure_rule(table: str, chain: str, rule: list[str]) -> None:
-    if not _exists(table, chain, rule):
-        iptables("-t", table, "-A", chain, *rule)
-
-
-def ensure_chains() -> None:
-    """Create our chains and the jumps to them from the built-in chains (idempotent)."""
+def _ensure_chains(tables: Tables) -> dict[str, list[list[str]]]:
+    """The changes that create our chains and the jumps to them (none if they exist).
+    A chain is declared (``:NAME``) only when missing: declaring one that exists in a
+    ``--noflush`` restore would empty it."""
+    changes: dict[str, list[list[str]]] = {"nat": [], "filter": []}
     for table, builtin, ours, match in JUMPS:
-        if not _chain_exists(table, ours):
-            iptables("-t", table, "-N", ours, check=False)
-        _ensure_rule(table, builtin, [*match, "-j", ours])
+        if ours not in tables.chains[table]:
+            tables.chains[table].add(ours)
+            changes[table].insert(0, [f":{ours}", "-", "[0:0]"])
+        if not any(w[-2:] == ["-j", ours] for w in tables.rules_of(table, builtin)):
+            changes[table].append(["-A", builtin, *match, "-j", ours])
+    return changes
 
 
 def comment(kind: str, name: str) -> list[str]:
@@ -125,12 +166,19 @@ def bridge_rules(bridge: str, subnet: str, internal: bool = False) -> list[tuple
 
 
 def add_bridge(bridge: str, subnet: str, internal: bool = False) -> None:
-    """Egress NAT and forwarding for one bridge. Call with :class:`host_lock` held."""
+    """Egress NAT and forwarding for one bridge. Call with :class:`host_lock` held.
+
+    A bridge's rules are added together, so finding any rule with its comment means
+    they are all there (a bridge used by a second container costs one iptables-save)."""
     if not available():
         return  # without iptables: no egress NAT and no -p, but containers still talk
-    ensure_chains()
-    for table, chain, rule in bridge_rules(bridge, subnet, internal):
-        _ensure_rule(table, chain, rule)
+    tables = read_tables()
+    changes = _ensure_chains(tables)
+    tag = f"minidocker bridge {bridge}"
+    if not any(tables.tagged(t, c, tag) for t, c in OUR_CHAINS):
+        for table, chain, rule in bridge_rules(bridge, subnet, internal):
+            changes[table].append(["-A", chain, *rule])
+    apply(changes)
 
 
 def dnat_rule(bridge: str, host_ip: str, host_port: int, proto: str, container_ip: str,
@@ -145,36 +193,41 @@ def dnat_rule(bridge: str, host_ip: str, host_port: int, proto: str, container_i
 
 def add_dnat(rule: list[str]) -> None:
     """Call with :class:`host_lock` held."""
-    ensure_chains()
-    iptables("-t", "nat", "-A", NAT_CHAIN, *rule)
+    changes = _ensure_chains(read_tables())
+    changes["nat"].append(["-A", NAT_CHAIN, *rule])
+    apply(changes)
 
 
-def _rules_tagged(table: str, chain: str, tag: str) -> list[list[str]]:
-    """Rules of ``chain`` whose comment is exactly ``tag``, as argument lists for ``-D``."""
-    proc = iptables("-t", table, "-S", chain, check=False)
-    if proc.returncode != 0:
-        return []
-    found = []
-    for line in proc.stdout.splitlines():
-        words = shlex.split(line)
-        if words[:2] == ["-A", chain] and "--comment" in words:
-            if words[words.index("--comment") + 1] == tag:
-                found.append(words[2:])
-    return found
+#: Our chains that hold tagged rules, by table.
+OUR_CHAINS = (("nat", NAT_CHAIN), ("nat", POSTROUTING_CHAIN), ("filter", FORWARD_CHAIN))
 
 
-def _delete_tagged(tag: str) -> None:
-    for table, chain in (("nat", NAT_CHAIN), ("nat", POSTROUTING_CHAIN), ("filter", FORWARD_CHAIN)):
-        for rule in _rules_tagged(table, chain, tag):
-            iptables("-t", table, "-D", chain, *rule, check=False)
+def _remove_tagged(tag: str) -> None:
+    """Delete every rule commented ``tag``, and our chains (with the jumps to them) if
+    nothing is left in them, so that the host's tables look as they did before
+    minidocker came. One iptables-save, one iptables-restore."""
+    tables = read_tables()
+    changes: dict[str, list[list[str]]] = {"nat": [], "filter": []}
+    left = 0
+    for table, chain in OUR_CHAINS:
+        doomed = tables.tagged(table, chain, tag)
+        changes[table] += [["-D", *w[1:]] for w in doomed]
+        left += len(tables.rules_of(table, chain)) - len(doomed)
+    if not left:
+        for table, builtin, ours, _match in JUMPS:
+            changes[table] += [["-D", *w[1:]] for w in tables.rules_of(table, builtin)
+                               if w[-2:] == ["-j", ours]]
+        for table, _builtin, ours, _match in JUMPS:
+            if ours in tables.chains[table] and ["-X", ours] not in changes[table]:
+                changes[table].append(["-X", ours])
+    apply(changes)
 
 
 def remove_container(container_id: str) -> None:
     """Delete the DNAT rules of one container. Call with :class:`host_lock` held."""
     if not available():
         return
-    _delete_tagged(f"minidocker container {container_id[:12]}")
-    _remove_chains_if_unused()
+    _remove_tagged(f"minidocker container {container_id[:12]}")
 
 
 def remove_bridge(bridge: str) -> None:
@@ -182,26 +235,4 @@ def remove_bridge(bridge: str) -> None:
     Call with :class:`host_lock` held."""
     if not available():
         return
-    _delete_tagged(f"minidocker bridge {bridge}")
-    _remove_chains_if_unused()
-
-
-def _chain_rules(table: str, chain: str) -> list[str]:
-    proc = iptables("-t", table, "-S", chain, check=False)
-    if proc.returncode != 0:
-        return []
-    return [line for line in proc.stdout.splitlines() if line.startswith("-A ")]
-
-
-def _remove_chains_if_unused() -> None:
-    """When no bridge and no container has a rule left, take our chains away too, so the
-    host's tables look as they did before minidocker came."""
-    if any(_chain_rules(t, c) for t, c in (("nat", NAT_CHAIN), ("nat", POSTROUTING_CHAIN),
-                                            ("filter", FORWARD_CHAIN))):
-        return
-    for table, builtin, ours, match in JUMPS:
-        while _exists(table, builtin, [*match, "-j", ours]):
-            iptables("-t", table, "-D", builtin, *match, "-j", ours, check=False)
-    for table, _builtin, ours, _match in JUMPS:
-        if _chain_exists(table, ours):
-            iptables("-t", table, "-X", ours, check=False)
+    _remove_tagged(f"minidocker bridge {bridge}")
