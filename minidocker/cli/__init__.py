@@ -8,6 +8,7 @@ verb lives in a module of this package; :data:`COMMANDS` says which.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 
