@@ -41,7 +41,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 
 from . import BuildError
 from .cache import StepCache, step_key
@@ -50,6 +49,7 @@ from .expand import ExpansionError, env_dict, process_word
 from .files import ImageView, Staging
 from .instructions import DEFAULT_PATH, PREPARE, Step, cfg
 from .parser import Instruction, parse_file, parse_instruction_text
+from .. import clock
 from ..errors import MinidockerError, NotFound
 from ..image.store import overlay_layer_dirs
 
@@ -59,10 +59,6 @@ STAGE_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 #: the cache key and the history (a proxy setting must not change the image)
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
               "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
-
-
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def scratch_config() -> dict:
@@ -363,7 +359,7 @@ class Build:
 
     def commit(self, stage: Stage, step: Step) -> None:
         """Write the stage's current config and layers as a new image."""
-        created = now_rfc3339()
+        created = clock.rfc3339()
         stage.config["created"] = created
         # Docker's classic builder names the parent image in the config: what lets
         # ``images`` tell a build's intermediate steps from images people made

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
+import time
 
+from .. import clock
 from ..errors import InvalidInput
 
 
@@ -20,22 +21,6 @@ def table(rows: list[list[str]]) -> str:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
         lines.append("".join(cells).rstrip())
     return "\n".join(lines)
-
-
-def parse_time(text: str) -> datetime.datetime | None:
-    if not text:
-        return None
-    text = text.replace("Z", "+00:00")
-    # Python 3.11's fromisoformat takes at most 6 fractional digits
-    if "." in text:
-        head, _, rest = text.partition(".")
-        n = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[:min(n, 6)]}{rest[n:]}"
-    try:
-        t = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
 
 
 def human_duration(seconds: float) -> str:
@@ -80,14 +65,13 @@ def human_size(size: float) -> str:
 
 
 def since(text: str) -> float:
-    t = parse_time(text)
-    if t is None:
-        return 0.0
-    return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()
+    """Seconds from an RFC 3339 time until now (0 if it cannot be read)."""
+    t = clock.parse(text)
+    return 0.0 if t is None else time.time() - t
 
 
 def ago(text: str) -> str:
-    return f"{human_duration(since(text))} ago" if parse_time(text) else ""
+    return f"{human_duration(since(text))} ago" if clock.parse(text) else ""
 
 
 def format_template(template: str, obj) -> str:

@@ -21,8 +21,8 @@ NONE = "<none>"
 
 # =========================================================================== formatting
 def created_ago(created: str, now: float | None = None) -> str:
-    from ..image.store import parse_created
-    when = parse_created(created)
+    from .. import clock
+    when = clock.parse(created)
     if when is None:
         return "N/A"
     return human_duration((now or time.time()) - when) + " ago"

@@ -24,9 +24,8 @@ import copy
 import hashlib
 import os
 import tempfile
-import time
 
-from .. import paths
+from .. import clock, paths
 from ..errors import InvalidInput
 from ..image import changes as layer_changes
 from ..image.store import Store
@@ -84,11 +83,6 @@ def paused(container, pause: bool = True):
                 cg.thaw()
             except OSError:
                 pass
-
-
-def _now(epoch: int | None) -> str:
-    t = time.gmtime(epoch) if epoch is not None else time.gmtime()
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
 
 
 def committed_config(parent: dict, container_config: dict, changes=(), author: str = "",
@@ -150,7 +144,7 @@ def commit_container(container, repository: str | None = None, message: str = ""
         config = committed_config(
             parent, state.get("Config") or {}, changes, author=author, comment=message,
             created_by=" ".join(c for c in command if c), diff_id=layer["diff_id"],
-            created=_now(layer_changes.source_date_epoch()))
+            created=clock.rfc3339(layer_changes.source_date_epoch()))
         image_id = store.write_image(config, parent_layers + [layer])
         if repository:
             store.tag(image_id, repository)

@@ -15,13 +15,12 @@ This module creates, finds, lists and removes those records; :mod:`.lifecycle` a
 
 from __future__ import annotations
 
-import datetime
 import fcntl
 import os
 import re
 import shutil
 
-from .. import paths
+from .. import clock, paths
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -32,7 +31,7 @@ def containers_dir() -> str:
 
 
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return clock.rfc3339()
 
 
 class Container:

@@ -4,9 +4,10 @@ replay stdout and stderr separately and ``--timestamps`` knows when each line ca
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
+
+from .. import clock
 
 
 class LogWriter:
@@ -24,8 +25,7 @@ class LogWriter:
             self._record(stream, line + b"\n")
 
     def _record(self, stream: str, data: bytes) -> None:
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
-        rec = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": now}
+        rec = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": clock.rfc3339()}
         os.write(self.fd, (json.dumps(rec) + "\n").encode())
 
     def close(self) -> None:

@@ -32,9 +32,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 
-from .. import paths
+from .. import clock, paths
 from ..errors import Conflict, InvalidInput, NotFound
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -60,10 +59,6 @@ def _record_path(name: str) -> str:
     return os.path.join(volume_dir(name), "volume.json")
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def create(name: str | None = None, labels: dict | None = None, driver: str = "local",
            options: dict | None = None, anonymous: bool = False) -> dict:
     """``volume create [NAME]``: make ``$ROOT/volumes/NAME/_data``. Creating a volume that
@@ -85,7 +80,7 @@ def create(name: str | None = None, labels: dict | None = None, driver: str = "l
         if os.path.exists(_record_path(name)):
             return paths.read_json(_record_path(name))
         os.makedirs(data_dir(name), mode=0o755, exist_ok=True)
-        record = {"CreatedAt": _now(), "Driver": driver, "Labels": labels,
+        record = {"CreatedAt": clock.rfc3339(), "Driver": driver, "Labels": labels,
                   "Mountpoint": data_dir(name), "Name": name, "Options": options or {},
                   "Scope": "local"}
         paths.write_json(_record_path(name), record)

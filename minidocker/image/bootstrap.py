@@ -27,12 +27,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 
+from .. import clock
 from ..errors import InvalidInput, MinidockerError
 from . import reference
 from .rootfs import make_busybox_rootfs
-from .store import Store, detect_compression, new_config, now_rfc3339, scratch_prefix
+from .store import Store, detect_compression, new_config, scratch_prefix
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -51,12 +51,6 @@ def _source_date_epoch() -> int | None:
         return int(value)
     except ValueError:
         raise InvalidInput(f"invalid SOURCE_DATE_EPOCH: {value!r}") from None
-
-
-def _created(epoch: int | None) -> str:
-    if epoch is None:
-        return now_rfc3339()
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def write_rootfs_tar(rootfs: str, out, empty_dirs=RUNTIME_DIRS) -> None:
@@ -90,7 +84,7 @@ def image_from_rootfs(store: Store, rootfs: str, tag: str | None, cmd, created_b
     layer = store.add_layer_blob(blob.digest)
     epoch = _source_date_epoch()
     config = new_config(cmd=cmd, env=list(env), history_by=created_by, comment=comment,
-                        diff_ids=[layer["diff_id"]], created=_created(epoch))
+                        diff_ids=[layer["diff_id"]], created=clock.rfc3339(epoch))
     image_id = store.write_image(config, [layer])
     if tag:
         store.tag(image_id, tag)
@@ -306,7 +300,7 @@ def import_tarball(src, tag: str | None, source_name: str = "-", message: str = 
         if e.errno is not None:
             raise
         raise InvalidInput(f"invalid archive: {e}") from None
-    created = _created(_source_date_epoch())
+    created = clock.rfc3339(_source_date_epoch())
     config = new_config(diff_ids=[layer["diff_id"]], created=created,
                         comment=message or f"Imported from {source_name}")
     config["config"] = config_section

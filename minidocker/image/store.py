@@ -38,7 +38,7 @@ import shutil
 import tempfile
 import time
 
-from .. import paths
+from .. import clock, paths
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
 from . import reference
 
@@ -205,43 +205,6 @@ class BlobWriter:
         finally:
             _unlink_quietly(self.tmp)
         return False
-
-
-def now_rfc3339() -> str:
-    """Now, as OCI configs write it (RFC 3339, UTC, with a fraction: images made within
-    one second still sort in the order they were made)."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-
-
-def parse_created(created: str) -> float | None:
-    """Seconds since the epoch for an RFC 3339 ``created`` (``2024-01-01T00:00:00.5Z``,
-    ``...+02:00``), or None if missing/unreadable or the zero time (Docker: "N/A")."""
-    import calendar
-    if not created or not isinstance(created, str):
-        return None
-    text = created.strip()
-    offset = 0
-    if text.endswith(("Z", "z")):
-        text = text[:-1]
-    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
-        sign = 1 if text[-6] == "+" else -1
-        try:
-            offset = sign * (int(text[-5:-3]) * 3600 + int(text[-2:]) * 60)
-        except ValueError:
-            return None
-        text = text[:-6]
-    fraction = 0.0
-    if "." in text:
-        text, frac = text.split(".", 1)
-        fraction = float("0." + frac) if frac.isdigit() else 0.0
-    try:
-        base = calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
-    if base <= 0:
-        return None
-    return base + fraction - offset
 
 
 def overlay_layer_dirs(dirs) -> list[str]:
@@ -648,7 +611,7 @@ class Store:
                 "size": sum(self.layer_size(d)
                             for d in config.get("rootfs", {}).get("diff_ids", [])),
             })
-        out.sort(key=lambda i: (parse_created(i["created"]) or 0, i["id"]), reverse=True)
+        out.sort(key=lambda i: (clock.parse(i["created"]) or 0, i["id"]), reverse=True)
         return out
 
     # ================================================================== deletion
@@ -845,7 +808,7 @@ def host_architecture() -> str:
 def new_config(cmd=None, env=None, history_by: str = "", comment: str = "",
                diff_ids=None, created: str | None = None, **config_fields) -> dict:
     """A fresh OCI image config for a one-step image (bootstrap, import)."""
-    created = created or now_rfc3339()
+    created = created or clock.rfc3339()
     inner = {}
     if env:
         inner["Env"] = list(env)

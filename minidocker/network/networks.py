@@ -25,9 +25,8 @@ import os
 import re
 import secrets
 import shutil
-import time
 
-from .. import paths
+from .. import clock, paths
 from ..errors import Conflict, InvalidInput, NotFound
 
 DEFAULT_NETWORK = "bridge"
@@ -60,15 +59,11 @@ def record_path(name: str) -> str:
     return os.path.join(network_dir(name), "network.json")
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
-
-
 def _record(name, net_id, bridge, subnet, gateway, labels=None, internal=False) -> dict:
     return {
         "Name": name,
         "Id": net_id,
-        "Created": _now(),
+        "Created": clock.rfc3339(),
         "Scope": "local",
         "Driver": "bridge",
         "EnableIPv6": False,
