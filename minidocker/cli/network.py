@@ -1,7 +1,7 @@
 """``minidocker network ...`` and ``minidocker port``: Docker's verbs for networks.
 
-Only the subcommands that touch the kernel (create, rm, prune) make netlink or iptables
-calls; ``network ls`` and ``port`` read JSON files.
+pyroute2 is imported only by the subcommands that touch the kernel (create, rm, prune);
+``network ls`` and ``port`` read JSON files.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) 
     """
     if not _uses_bridge(c.state):
         return
-    from .. import network   # netlink and iptables: loaded only for a bridge
+    from .. import network   # pyroute2 and iptables: loaded only for a bridge
     c.state["_extra_hosts"] = []
     try:
         settings = network.attach_container(c.state, pid)
