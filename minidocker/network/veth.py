@@ -66,31 +66,18 @@ def plug(container_id: str, pid: int, bridge: str, address: str, prefixlen: int,
 def configure_inside(pid: int, peer: str, ifname: str, address: str, prefixlen: int,
                      gateway: str | None) -> None:
     """Inside the container's namespace: name the interface, give it its address and MAC,
-    bring it and ``lo`` up, and route everything else through the gateway.
-    (pyroute2 opens its netlink socket inside the namespace for us.)"""
+    bring it and ``lo`` up (a new namespace's ``lo`` is down: even 127.0.0.1 fails), and
+    route everything else through the gateway. (pyroute2 opens its netlink socket inside
+    the namespace for us.)"""
     from pyroute2 import IPRoute
     with IPRoute(netns=netns_of(pid)) as ns:
         index = ns.link_lookup(ifname=peer)[0]
         ns.link("set", index=index, ifname=ifname, address=mac_for(address))
         ns.addr("add", index=index, address=address, prefixlen=prefixlen)
         ns.link("set", index=index, state="up")
-        bring_up_loopback(ns)
+        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
         if gateway:
             ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
-
-
-def bring_up_loopback(ns) -> None:
-    """A new network namespace has only ``lo``, and it is down: even 127.0.0.1 does not
-    work until it is brought up."""
-    index = ns.link_lookup(ifname="lo")[0]
-    ns.link("set", index=index, state="up")
-
-
-def loopback_up(pid: int) -> None:
-    """For ``--network none``: the namespace keeps only ``lo``, up."""
-    from pyroute2 import IPRoute
-    with IPRoute(netns=netns_of(pid)) as ns:
-        bring_up_loopback(ns)
 
 
 def remove(container_id: str) -> None:
