@@ -1,15 +1,31 @@
 """Where minidocker keeps its state: one data root a learner can ``ls`` and ``cat``.
 
-Layout (each part is owned by one package)::
+Layout (each part is owned by one package; a directory is made when first needed)::
 
-    $ROOT/blobs/sha256/<hex>        content-addressed blobs: layer tars, configs, manifests (image)
-    $ROOT/layers/<diff_id hex>/     each layer extracted once, used as an overlay lowerdir (image)
-    $ROOT/images/<id hex>.json      one record per image: its manifest (image)
-    $ROOT/repositories.json         tags: {"busybox:latest": "sha256:..."} (image)
-    $ROOT/containers/<id>/          one dir per container: state.json, bundle/, upper/, work/ (engine)
-    $ROOT/volumes/<name>/_data      named volumes (engine)
-    $ROOT/networks/                 bridges and address leases (network)
-    $ROOT/tmp/                      scratch space on the same filesystem, for atomic renames
+    $ROOT/blobs/sha256/<hex>          content-addressed blobs: layer tars, configs, manifests (image)
+    $ROOT/layers/<diff_id hex>/       each layer extracted once, used as an overlay lowerdir (image)
+    $ROOT/layerdb/<diff_id hex>.json  what is known about a layer: its diff_id and size (image)
+    $ROOT/layerdb/blobs/<hex>         which diff_id a (compressed) layer blob unpacks to (image)
+    $ROOT/images/<id hex>.json        one record per image: its manifest (image)
+    $ROOT/repositories.json           tags: {"busybox:latest": "sha256:..."} (image)
+    $ROOT/distribution/blob-sources.json   the repositories each blob was pulled from or pushed to (registry)
+    $ROOT/buildcache/<key hex>        the step cache: the image id a build step made (build)
+    $ROOT/containers/<id>/            one dir per container (engine): state.json, init/ (the
+                                      engine's mount points, the overlay's top lowerdir),
+                                      upper/, work/, bundle/ (config.json, rootfs/), hostname,
+                                      hosts, resolv.conf, container.log, monitor.lock
+    $ROOT/volumes/<name>/             a named volume: _data/ and volume.json (engine)
+    $ROOT/networks/<name>/            network.json, and leases.json once it hands out addresses (network)
+    $ROOT/networks/ports.json         host ports published by containers (network)
+    $ROOT/runc/                       runc's own state, for run --runtime runc (engine)
+    $ROOT/locks/<name>                files that paths.locked takes a flock on
+    $ROOT/tmp/                        scratch space on the same filesystem, for atomic renames
+
+Outside the root, in ``/run/minidocker`` (a tmpfs, so they go with a reboot, like the
+containers they describe), are the host-wide claims that several data roots share::
+
+    /run/minidocker/bridges/<bridge>          which data root and network made a Linux bridge (network)
+    /run/minidocker/addresses/<bridge>/<ip>   who holds an address on a bridge (network)
 
 The root is ``--root DIR``, else ``$MINIDOCKER_ROOT``, else ``/var/lib/minidocker``.
 """

@@ -3,6 +3,8 @@
 ``$ROOT/containers/<64-hex id>/`` holds everything minidocker knows about a container::
 
     state.json        what ``inspect`` prints (Docker's field names)
+    init/             the engine's mount points (/dev, /proc, /sys, /etc/hosts...), the
+                      overlay's top lowerdir: Docker's <id>-init layer (engine/rootfs.py)
     upper/ work/      the overlay's writable layer and its scratch dir (``diff`` reads upper/)
     bundle/           the OCI runtime bundle: config.json + rootfs/ (overlay mount point)
     hostname hosts resolv.conf   bind-mounted over the container's /etc files

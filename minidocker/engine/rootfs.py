@@ -2,6 +2,9 @@
 
 The talk's "Container layers" slide: the image layers are read-only *lowerdirs*; the
 container writes into its own *upperdir* (``docker diff`` lists exactly what is there).
+Above the image's layers sits the container's *init* layer, ``containers/<id>/init``
+(Docker's ``<id>-init``): the mount points the runtime mounts over, made once by
+:func:`make_init_layer`, so that they never land in the upper dir.
 """
 
 from __future__ import annotations
