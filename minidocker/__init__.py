@@ -10,6 +10,9 @@ Layers, bottom-up (arrows point one way):
 * :mod:`minidocker.build`    - Dockerfile -> image
 * :mod:`minidocker.registry` - Distribution v2 client and an embedded server
 * :mod:`minidocker.cli`      - the ``minidocker`` command, Docker's verbs
+
+Shared by all: :mod:`minidocker.paths` (the data root, atomic writes, locks) and
+:mod:`minidocker.clock` (every timestamp, RFC 3339).
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """The ``minidocker`` command: Docker's verbs, as thin click commands over the engine.
 
 Commands are loaded lazily: ``minidocker run`` imports only what ``run`` needs, so a
-container starts without paying for the registry client or pyroute2. Each verb lives in
+container starts without paying for the registry client (nor, off a bridge, pyroute2). Each verb lives in
 a module of this package; :data:`COMMANDS` says which.
 """
 

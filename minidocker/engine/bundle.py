@@ -1,7 +1,8 @@
 """Turn a container record into an OCI runtime bundle: ``bundle/config.json`` + ``rootfs``.
 
 This is the line between Docker's daemon and runc: everything the engine decided (the
-command, the environment, the user, the limits, the extra mounts) is written into one
+command, the environment, the user, the limits, the capabilities and the seccomp filter,
+the extra mounts) is written into one
 JSON file in the OCI runtime-spec format, and the runtime needs nothing else. Open a
 container's ``bundle/config.json`` to see exactly what a container is.
 """

@@ -5,12 +5,15 @@ The engine calls three hooks:
 * :func:`attach_container` -- in the container's monitor, once the container's network
   namespace exists and before its command runs: lease an address, plug a veth pair into
   the bridge, configure ``eth0`` inside, publish ports. Returns ``NetworkSettings``.
-* :func:`detach_container` -- on stop / rm (idempotent): give everything back.
+* :func:`detach_container` -- when the monitor takes the container down (it exited,
+  was stopped or killed; idempotent): give everything back.
 * :func:`cleanup_stale` -- at the start of a command: release what containers that died
   without a ``detach`` (a crash, ``kill -9`` of minidocker) still hold.
 
-Every module here imports pyroute2 only inside its functions (~270 ms): a container on
-``--network none`` does not pay for it.
+Links, addresses and routes are made with pyroute2's ``IPRoute`` (netlink), NAT with
+iptables. pyroute2 is imported only inside the functions that need it (~270 ms), and the
+container monitor loads this package only for a container on a bridge: one on
+``--network none`` or ``host`` pays for neither (the runtime brings its ``lo`` up).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ Modules:
 
 - :mod:`.digest`   digests, and readers that verify a digest while the bytes stream by
 - :mod:`.server`   an embedded registry (``minidocker registry serve``)
+- :mod:`.transport` one registry over HTTP(S): the ``/v2/`` ping, basic and bearer auth
 - :mod:`.auth`     credentials (Docker's ``config.json``) and the token challenge flow
 - :mod:`.client`   the client: ``pull`` and ``push``
 - :mod:`.progress` the per-layer progress lines of ``docker pull`` / ``docker push``

@@ -8,8 +8,10 @@ container's root), and forks once more, because a PID namespace, like with
 ``unshare``, is entered only by the children forked after ``setns``. Then it takes on
 the user and capabilities, and execs.
 
-By default the new process gets what the container's PID 1 has: its capability
-bounding set and its ``no_new_privs`` flag, both read from ``/proc/PID/status``.
+The new process gets what the container's PID 1 got: the engine passes the
+capabilities, ``no_new_privs`` and seccomp filter of the container's bundle (a filter
+cannot be read back from a process). Without them, the capability bounding set and
+``no_new_privs`` are read from ``/proc/PID/status``, and no filter is installed.
 """
 
 from __future__ import annotations
