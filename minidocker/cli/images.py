@@ -144,7 +144,8 @@ IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "D
 @click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER",
               help="Filter output: dangling=true|false, reference=PATTERN.")
 @click.option("--format", "fmt", default=None, metavar="TEMPLATE",
-              help="Go-like template per image: {{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}...")
+              help="Go-like template per image: {{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}... "
+                   "('table ...' for columns)")
 @click.argument("repository", required=False)
 def images(all_images, quiet, no_trunc, digests, filters, fmt, repository):
     """List images."""
