@@ -44,7 +44,8 @@ import tempfile
 
 from . import BuildError
 from .cache import StepCache, step_key
-from .context import BuildContext, human_size
+from ..units import human_size
+from .context import BuildContext
 from .expand import ExpansionError, env_dict, process_word
 from .files import ImageView, Staging
 from .instructions import DEFAULT_PATH, PREPARE, Step, cfg
@@ -209,7 +210,7 @@ class Build:
     def run(self) -> str:
         """Build; returns the final image id (``sha256:...``)."""
         insts = self.instructions_to_run()
-        self.say(f"Sending build context to Docker daemon  {human_size(self.context.tar_size())}")
+        self.say(f"Sending build context to Docker daemon  {human_size(self.context.tar_size(), 4)}")
         try:
             total = len(insts)
             stage = None

@@ -216,13 +216,3 @@ class BuildContext:
         """Context paths matching a COPY wildcard (Go's ``filepath.Match``)."""
         pattern = clean_path(pattern).lstrip("/")
         return [rel for rel in self.files if go_match(pattern, rel)]
-
-
-def human_size(size: float) -> str:
-    """Docker's ``units.HumanSize``: decimal units, 4 significant digits (2048 -> 2.048kB)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000.0
-        i += 1
-    return f"{size:.4g}{units[i]}"

@@ -1,4 +1,5 @@
-"""Output helpers shared by the commands: Docker-style tables, ages and sizes."""
+"""Output helpers shared by the commands: Docker-style tables, templates and ages
+(sizes: :mod:`minidocker.units`)."""
 
 from __future__ import annotations
 
@@ -50,18 +51,6 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{s // 3600 // 24 // 365} years"
-
-
-def human_size(size: float) -> str:
-    """Docker's ``units.HumanSizeWithPrecision(size, 3)``: decimal units, 3 significant
-    digits: ``2.05MB``, ``123kB``, ``0B``."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    size = float(size)
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000
-        i += 1
-    return f"{size:.3g}{units[i]}"
 
 
 def since(text: str) -> float:

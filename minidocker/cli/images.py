@@ -14,7 +14,8 @@ import time
 import click
 
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
-from .format import format_listing, human_duration, human_size, print_inspected, table
+from ..units import human_size
+from .format import format_listing, human_duration, print_inspected, table
 
 NONE = "<none>"
 
@@ -540,7 +541,7 @@ def image_prune(all_images, force):
         for line in lines:
             click.echo(line)
         click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
+    click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")
 
 
 # =========================================================================== image group

@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..errors import MinidockerError
+from ..units import human_size
 
 
 @click.group()
@@ -91,13 +92,4 @@ def prune(all_, force):
         for name in removed:
             click.echo(name)
         click.echo("")
-    click.echo(f"Total reclaimed space: {_human_size(reclaimed)}")
-
-
-def _human_size(n: int) -> str:
-    """Docker's units.HumanSize: decimal units, 3 significant digits."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.4g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1000
-    return f"{n}B"
+    click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")

@@ -17,20 +17,13 @@ import sys
 import threading
 import time
 
+from ..units import human_size
+
 BAR_WIDTH = 50
 
 
 def short_id(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
-
-
-def human_size(n: float) -> str:
-    """Docker's units: powers of 1000, ``3.12MB``."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    return f"{n}B"
 
 
 def bar(current: int, total: int) -> str:
