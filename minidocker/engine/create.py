@@ -12,22 +12,10 @@ Docker's merge rules, which this module follows:
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from ..errors import InvalidInput, MinidockerError, NotFound
 from .containers import Container, new_id, new_record
-
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
-
-
-def parse_bytes(text: str) -> int:
-    """``"32m"`` -> 33554432, as Docker reads ``--memory`` (binary units, optional ``b``)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*", text.lower())
-    if not m:
-        raise InvalidInput(f"invalid size: '{text}'")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
-
 
 def parse_env(items, env_files=()) -> list[str]:
     """``-e`` and ``--env-file`` values -> ``KEY=VALUE`` strings, in order."""
@@ -145,7 +133,7 @@ def host_config(opts: dict) -> dict:
         "VolumesFrom": list(opts.get("volumes_from") or ()),
         "ReadonlyRootfs": bool(opts.get("read_only")),
         "Tmpfs": dict(t.partition(":")[::2] for t in opts.get("tmpfs") or ()),
-        "Memory": parse_bytes(opts["memory"]) if opts.get("memory") else 0,
+        "Memory": _memory_bytes(opts.get("memory")),
         "NanoCpus": int(float(cpus) * 1e9) if cpus else 0,
         "PidsLimit": opts.get("pids_limit") or None,
         "AutoRemove": bool(opts.get("rm")),
@@ -155,6 +143,14 @@ def host_config(opts: dict) -> dict:
         "SecurityOpt": _checked_security_opts(opts.get("security_opt")),
         "Runtime": opts.get("runtime") or "minidocker",
     }
+
+
+def _memory_bytes(value) -> int:
+    """``-m 32m`` -> 33554432 (Docker's units; see :func:`minidocker.kernel.cgroups.parse_bytes`)."""
+    if not value:
+        return 0
+    from ..kernel.cgroups import parse_bytes
+    return parse_bytes(value)
 
 
 def _checked_security_opts(opts) -> list[str]:
@@ -182,17 +178,18 @@ def _parse_mount(spec: str) -> dict:
 
 
 def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -> Container:
-    """Make the record of a new container (nothing runs yet)."""
+    """Make the record of a new container (nothing runs yet). Bad options fail first,
+    before an image is pulled or any record exists."""
+    hostcfg = host_config(opts)
+    from . import volumes
+    volumes.validate(hostcfg)
+    if hostcfg["Runtime"] not in ("minidocker", "runc"):
+        raise InvalidInput(f"unknown or invalid runtime name: {hostcfg['Runtime']}")
     image_id = find_image(image_ref, store, pull=opts.get("pull") or "missing")
     image_config = store.image_config(image_id)
     config = container_config(image_config, cmd, {**opts, "image_name": image_ref})
     if not (config["Entrypoint"] or config["Cmd"]):
         raise MinidockerError("No command specified")
-    hostcfg = host_config(opts)
-    from . import volumes
-    volumes.validate(hostcfg)  # a bad -v fails now, before any record exists
-    if hostcfg["Runtime"] not in ("minidocker", "runc"):
-        raise InvalidInput(f"unknown or invalid runtime name: {hostcfg['Runtime']}")
     argv = config["Entrypoint"] + config["Cmd"]
     state = {
         "Path": argv[0], "Args": argv[1:], "Image": image_id, "ImageName": image_ref,
