@@ -1,6 +1,7 @@
 """``minidocker network ...`` and ``minidocker port``: Docker's verbs for networks.
 
-pyroute2 is imported only by the subcommands that touch the kernel (create, rm, prune);
+pyroute2 is imported only by the subcommands that touch the kernel (create, rm, prune,
+connect and disconnect of a running container);
 ``network ls`` and ``port`` read JSON files.
 """
 
@@ -94,6 +95,39 @@ def inspect(fmt, networks):
             continue
         results.append(dict(rec, Containers=containers_on(rec["Name"])))
     print_inspected(results, fmt, errors)
+
+
+def _daemon_error(e: MinidockerError) -> None:
+    """Docker's client prints what the daemon refused on one line, and exits 1."""
+    click.echo(f"Error response from daemon: {e}", err=True)
+    sys.exit(1)
+
+
+@network.command("connect")
+@click.option("--alias", "aliases", multiple=True, help="Add network-scoped alias for the container")
+@click.option("--ip", help="IPv4 address (e.g., \"172.30.100.104\")")
+@click.argument("network_ref", metavar="NETWORK")
+@click.argument("container")
+def connect(aliases, ip, network_ref, container):
+    """Connect a container to a network."""
+    from ..engine.networks import connect as connect_container
+    try:
+        connect_container(container, network_ref, aliases=aliases, ip=ip)
+    except MinidockerError as e:
+        _daemon_error(e)
+
+
+@network.command("disconnect")
+@click.option("-f", "--force", is_flag=True, help="Force the container to disconnect from a network")
+@click.argument("network_ref", metavar="NETWORK")
+@click.argument("container")
+def disconnect(force, network_ref, container):
+    """Disconnect a container from a network."""
+    from ..engine.networks import disconnect as disconnect_container
+    try:
+        disconnect_container(container, network_ref, force=force)
+    except MinidockerError as e:
+        _daemon_error(e)
 
 
 @network.command("prune")

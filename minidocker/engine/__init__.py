@@ -6,4 +6,5 @@ Read :mod:`.containers` (records on disk, create/resolve/remove), then :mod:`.mo
 (start, stop, kill, wait, exec, logs, top). What the monitor sets up: :mod:`.rootfs`
 (the overlay, with the container's init layer) and :mod:`.bundle` (the OCI
 ``config.json``: capabilities, the seccomp filter, cgroup ``/minidocker/<id>``).
+``network connect``/``disconnect`` of a container: :mod:`.networks`.
 """

@@ -65,7 +65,9 @@ def prepare(c: Container, store) -> list[tuple[str, str]]:
 
 
 def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) -> None:
-    """Give the container a bridge address if its network mode asks for one.
+    """Give the container its bridge addresses if its network mode asks for them: one
+    interface per network it is on (``network.endpoints_config``: the one it was run
+    with, and those ``network connect`` added).
 
     ``lo`` needs nothing from us: the runtime brings it up in every new network
     namespace (runc does the same), so ``--network none`` does not even load the

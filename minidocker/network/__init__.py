@@ -10,6 +10,10 @@ The engine calls three hooks:
 * :func:`cleanup_stale` -- at the start of a command: release what containers that died
   without a ``detach`` (a crash, ``kill -9`` of minidocker) still hold.
 
+``network connect`` / ``disconnect`` of a running container use :func:`attach_endpoint`
+and :func:`detach_endpoint`: one more interface (``eth1``, ``eth2``...) on one more
+bridge, or one less. Which networks a container is on is :func:`endpoints_config`.
+
 Links, addresses and routes are made with pyroute2's ``IPRoute`` (netlink), NAT with
 iptables. pyroute2 is imported only inside the functions that need it (~270 ms), and the
 container monitor loads this package only for a container on a bridge: one on
@@ -26,7 +30,7 @@ from ..errors import Conflict, InvalidInput
 from . import ipam, networks, ports
 
 __all__ = ["attach_container", "detach_container", "cleanup_stale", "network_mode",
-           "netns_mode"]
+           "netns_mode", "endpoints_config", "endpoints_list", "attach_endpoint", "detach_endpoint"]
 
 
 def network_mode(state: dict) -> str:
@@ -61,6 +65,27 @@ def _empty_settings(pid: int | None = None) -> dict:
             "IPPrefixLen": 0, "MacAddress": "", "Networks": {}}
 
 
+def endpoints_config(state: dict) -> dict:
+    """The networks a container is to be on, in the order they were joined, each with
+    its endpoint settings (``{"Aliases": [...], "IPAMConfig": {"IPv4Address": ...}}``).
+
+    ``run --network NAME`` means ``{NAME: {}}``; ``network connect`` and ``disconnect``
+    change it, and state.json then keeps it as ``NetworkingConfig.Endpoints``: a list of
+    ``{"Network": NAME, ...settings}`` (Docker's create API has a map,
+    ``EndpointsConfig``; a list keeps the order, which names the interfaces). At start
+    the first network becomes ``eth0`` (with the default route and the published
+    ports), the next ``eth1``, and so on."""
+    listed = (state.get("NetworkingConfig") or {}).get("Endpoints")
+    if listed is None:
+        return {network_mode(state): {}}
+    return {e["Network"]: {k: v for k, v in e.items() if k != "Network"} for e in listed}
+
+
+def endpoints_list(config: dict) -> list[dict]:
+    """:func:`endpoints_config`'s dict back into what state.json keeps."""
+    return [{"Network": name, **settings} for name, settings in config.items()]
+
+
 def attach_container(state: dict, pid: int) -> dict:
     """Connect the network namespace of ``pid`` (the container's PID 1) as
     ``HostConfig.NetworkMode`` says, and return ``NetworkSettings`` (Docker's fields)."""
@@ -77,58 +102,121 @@ def attach_container(state: dict, pid: int) -> dict:
         settings = _empty_settings(pid)
         settings["Networks"]["none"] = _endpoint(networks.get("none"), "", "", 0, "")
         return settings
-    return _attach_bridge(state, pid, networks.get(mode))
+    cleanup_stale()  # addresses and ports of containers that died without a detach
+    settings = _empty_settings(pid)
+    try:
+        for index, (name, cfg) in enumerate(endpoints_config(state).items()):
+            endpoint, published = _attach_bridge(state, pid, networks.get(name), index, cfg)
+            settings["Networks"][name] = endpoint
+            if index == 0:
+                settings["Ports"] = published
+                if name == networks.DEFAULT_NETWORK:
+                    settings.update(_top_level(endpoint))
+    except BaseException:
+        if settings["Networks"]:
+            detach_container(state)  # the networks joined before the one that failed
+        raise
+    return settings
 
 
-def _endpoint(rec, ip, gateway, prefixlen, mac, aliases=None, endpoint_id="") -> dict:
-    return {"IPAMConfig": None, "Links": None, "Aliases": aliases, "NetworkID": rec["Id"],
+def _top_level(endpoint: dict) -> dict:
+    """Docker fills the top-level address fields for the default bridge (as eth0) only."""
+    return {"Gateway": endpoint["Gateway"], "IPAddress": endpoint["IPAddress"],
+            "IPPrefixLen": endpoint["IPPrefixLen"], "MacAddress": endpoint["MacAddress"]}
+
+
+def _endpoint(rec, ip, gateway, prefixlen, mac, aliases=None, endpoint_id="",
+              ipam_config=None) -> dict:
+    return {"IPAMConfig": ipam_config, "Links": None, "Aliases": aliases, "NetworkID": rec["Id"],
             "EndpointID": endpoint_id, "Gateway": gateway,
             "IPAddress": ip, "IPPrefixLen": prefixlen, "IPv6Gateway": "",
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": mac}
 
 
-def _attach_bridge(state: dict, pid: int, rec: dict) -> dict:
+def _interfaces_in_use(cid: str) -> set[str]:
+    """The ``ethN`` the container has on our bridges (from the leases: a lease made
+    before leases named their interface was the only one, ``eth0``)."""
+    return {lease.get("Interface", "eth0") for rec in networks.list_records()
+            for lease in ipam.leases_of(rec["Name"]).values() if lease.get("Container") == cid}
+
+
+def _attach_bridge(state: dict, pid: int, rec: dict, index: int | None = 0,
+                   cfg: dict | None = None) -> tuple[dict, dict]:
+    """Plug the container into one bridge network as ``eth<index>`` (``None``: the lowest
+    free one); returns its endpoint (``NetworkSettings.Networks[NAME]``) and, for
+    ``eth0``, the published ports."""
     from . import bridge, firewall, veth
     if rec["Driver"] != "bridge":
         raise InvalidInput(f"network {rec['Name']} cannot be used by a container this way")
+    cfg = cfg or {}
     cid, name = state["Id"], state.get("Name") or state["Id"][:12]
+    name = name.lstrip("/")
     br, subnet, gateway = networks.bridge_name(rec), networks.subnet_of(rec), networks.gateway_of(rec)
     user_defined = rec["Name"] != networks.DEFAULT_NETWORK
+    aliases = list(cfg.get("Aliases") or [])
+    wanted = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
     endpoint_id = secrets.token_hex(32)
-    entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": ipam.process_start_time(pid),
-             "EndpointID": endpoint_id}
-    cleanup_stale()  # addresses and ports of containers that died without a detach
     with paths.locked("networks"):
-        address = ipam.allocate(rec["Name"], subnet, gateway, entry, bridge=br)
+        if any(l.get("Container") == cid for l in ipam.leases_of(rec["Name"]).values()):
+            raise Conflict(f"endpoint with name {name} already exists in network {rec['Name']}")
+        if index is None:
+            used = _interfaces_in_use(cid)
+            index = next(n for n in range(100) if f"eth{n}" not in used)
+        ifname = f"eth{index}"
+        entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": ipam.process_start_time(pid),
+                 "EndpointID": endpoint_id, "Interface": ifname, "Aliases": aliases}
+        address = ipam.allocate(rec["Name"], subnet, gateway, entry, wanted=wanted, bridge=br)
+        published = {}
         try:
-            published = ports.allocate(state)
+            if index == 0:
+                published = ports.allocate(state)
             with firewall.host_lock():
                 bridge.ensure(br, gateway, subnet.prefixlen)
                 bridge.register(br, paths.data_root(), rec["Name"])
                 bridge.enable_ip_forward()
                 firewall.add_bridge(br, str(subnet), bool(rec.get("Internal")))
-                veth.plug(cid, pid, br, address, subnet.prefixlen, gateway)
+                veth.plug(cid, pid, br, address, subnet.prefixlen, gateway if index == 0 else None,
+                          ifname=ifname)
                 _publish(cid, br, address, published)
             if user_defined:
                 peers = _introduce(rec["Name"], cid, name, address,
-                                   (state.get("Config") or {}).get("Hostname"))
-                # The engine rewrites this container's /etc/hosts after we return, with its
-                # own address and these extra entries (see engine/monitor.py).
+                                   (state.get("Config") or {}).get("Hostname"), aliases)
+                # At start the engine rewrites this container's /etc/hosts after we
+                # return, with its own addresses and these extra entries (see
+                # engine/monitor.py).
                 state.setdefault("_extra_hosts", []).extend(
                     (ip, " ".join(names)) for ip, names in peers)
         except BaseException:
-            _release_locked(cid)
+            _release_network_locked(cid, rec)
+            if index == 0:
+                _release_ports_locked(cid)
             raise
-    settings = _empty_settings(pid)
-    settings["Ports"] = published
-    aliases = [cid[:12]] if user_defined else None
-    settings["Networks"][rec["Name"]] = _endpoint(rec, address, gateway, subnet.prefixlen,
-                                                  veth.mac_for(address), aliases, endpoint_id)
-    if not user_defined:
-        # Docker fills the top-level fields for the default bridge only.
-        settings.update({"Gateway": gateway, "IPAddress": address,
-                         "IPPrefixLen": subnet.prefixlen, "MacAddress": veth.mac_for(address)})
-    return settings
+    docker_aliases = [*aliases, cid[:12]] if user_defined else (aliases or None)
+    endpoint = _endpoint(rec, address, gateway, subnet.prefixlen, veth.mac_for(address),
+                         docker_aliases, endpoint_id, {"IPv4Address": wanted} if wanted else None)
+    return endpoint, published
+
+
+def attach_endpoint(state: dict, pid: int, rec: dict, cfg: dict | None = None) -> dict:
+    """``network connect`` of a running container: one more interface, on ``rec``'s
+    bridge, with the lowest free ``ethN``. Returns the new endpoint; the caller records
+    it in the container's state."""
+    cleanup_stale()
+    endpoint, _ = _attach_bridge(state, pid, rec, None, cfg)
+    return endpoint
+
+
+def detach_endpoint(state: dict, rec: dict) -> str | None:
+    """``network disconnect`` of a running container: take its interface on ``rec``
+    away, with its address and the hosts lines it had there (its own and its peers').
+    Returns the interface it had (``eth1``...), None if it had none there. Leaving the
+    network of ``eth0`` also gives its published ports back (they led to that address)."""
+    cid = state["Id"]
+    with paths.locked("networks"):
+        ifname = _release_network_locked(cid, rec)
+        if ifname == "eth0":
+            _release_ports_locked(cid)
+    return ifname
 
 
 def _publish(cid: str, br: str, address: str, published: dict) -> None:
@@ -141,12 +229,14 @@ def _publish(cid: str, br: str, address: str, published: dict) -> None:
                                                  address, port, cid))
 
 
-def _introduce(network_name: str, cid: str, name: str, address: str, hostname=None) -> list:
-    """On a user-defined network, members find each other by name: add every other live
-    member to this container's /etc/hosts, and this container to theirs (and its own
-    address under its own hostname, as Docker writes it)."""
+def _introduce(network_name: str, cid: str, name: str, address: str, hostname=None,
+               aliases=()) -> list:
+    """On a user-defined network, members find each other by name (and by the aliases
+    they were connected with): add every other live member to this container's
+    /etc/hosts, and this container to theirs (and its own address under its own
+    hostname, as Docker writes it)."""
     from . import hosts
-    mine = (address, [name, cid[:12]])
+    mine = (address, [name, cid[:12], *aliases])
     if hostname:
         hosts.add_entries(hosts.hosts_path(cid), [(address, [hostname])])
     peers = []
@@ -154,7 +244,7 @@ def _introduce(network_name: str, cid: str, name: str, address: str, hostname=No
         other = lease.get("Container")
         if other == cid or not ipam.lease_is_alive(lease):
             continue
-        peers.append((ip, [lease.get("Name") or other[:12], other[:12]]))
+        peers.append((ip, [lease.get("Name") or other[:12], other[:12], *(lease.get("Aliases") or [])]))
         hosts.add_entries(hosts.hosts_path(other), [mine])
     hosts.add_entries(hosts.hosts_path(cid), peers)
     return peers
@@ -181,8 +271,7 @@ def _release_locked(cid: str) -> None:
                     hosts.remove_names(hosts.hosts_path(lease["Container"]), cid[:12])
     ports.release(cid)
     from . import veth
-    veth_left = any(os.path.exists(f"/sys/class/net/{n}")
-                    for n in (veth.host_name(cid), veth.peer_name(cid)))
+    veth_left = bool(veth.names_left(cid))
     if not (touched or held_ports or veth_left):
         return  # never networked (--network none/host): no need to load pyroute2/iptables
     from . import firewall
@@ -191,6 +280,49 @@ def _release_locked(cid: str) -> None:
         if held_ports:
             firewall.remove_container(cid)
         _remove_default_bridge_if_unused()
+
+
+def _release_network_locked(cid: str, rec: dict) -> str | None:
+    """Give back what the container holds on one network: its lease, its veth pair
+    there, its line in its peers' /etc/hosts and theirs in its own. Returns the
+    interface it had. Call with the networks lock held."""
+    from . import firewall, hosts, veth
+    mine = {ip: l for ip, l in ipam.leases_of(rec["Name"]).items() if l.get("Container") == cid}
+    ifname = next((l.get("Interface", "eth0") for l in mine.values()), None)
+    freed = ipam.release(rec["Name"], cid, bridge=networks.bridge_name(rec))
+    if freed and rec["Name"] != networks.DEFAULT_NETWORK:
+        for lease in ipam.leases_of(rec["Name"]).values():
+            hosts.remove_addresses(hosts.hosts_path(lease["Container"]), freed)
+        hosts.remove_subnet(hosts.hosts_path(cid), networks.subnet_of(rec))
+    if ifname is not None and veth.names_left(cid, veth.interface_index(ifname)):
+        with firewall.host_lock():
+            veth.remove(cid, veth.interface_index(ifname))
+    if freed and rec["Name"] == networks.DEFAULT_NETWORK:
+        with firewall.host_lock():
+            _remove_default_bridge_if_unused()
+    return ifname
+
+
+def release_endpoint_by_name(rec: dict, ref: str) -> bool:
+    """``network disconnect -f`` of a container that no longer exists: release what is
+    still held on ``rec`` under its name or id. True if there was something."""
+    with paths.locked("networks"):
+        found = {lease["Container"] for lease in ipam.leases_of(rec["Name"]).values()
+                 if ref in (lease.get("Name"), lease.get("Container"))
+                 or (len(ref) >= 12 and lease.get("Container", "").startswith(ref))}
+        for cid in found:
+            _release_network_locked(cid, rec)
+    return bool(found)
+
+
+def _release_ports_locked(cid: str) -> None:
+    """Give back the container's host ports and their DNAT rules."""
+    from . import firewall
+    held = cid in ports.load_table().values()
+    ports.release(cid)
+    if held:
+        with firewall.host_lock():
+            firewall.remove_container(cid)
 
 
 def _remove_default_bridge_if_unused() -> None:

@@ -56,3 +56,30 @@ def remove_names(path: str, name: str) -> bool:
         return [line for line in lines
                 if line.lstrip().startswith("#") or name not in line.split()[1:]]
     return _rewrite(path, change)
+
+
+def remove_addresses(path: str, addresses) -> bool:
+    """Drop every entry (not comment) for one of ``addresses``: a container that left a
+    network takes its address there out of its peers' files."""
+    gone = set(addresses)
+
+    def change(lines):
+        return [line for line in lines
+                if line.lstrip().startswith("#") or not line.split() or line.split()[0] not in gone]
+    return _rewrite(path, change)
+
+
+def remove_subnet(path: str, subnet) -> bool:
+    """Drop every entry for an address in ``subnet`` (an ``ipaddress`` network): what a
+    container knew of a network it left -- its peers there, and its own address."""
+    import ipaddress
+
+    def inside(line):
+        try:
+            return ipaddress.ip_address(line.split()[0]) in subnet
+        except (ValueError, IndexError):
+            return False
+
+    def change(lines):
+        return [line for line in lines if line.lstrip().startswith("#") or not inside(line)]
+    return _rewrite(path, change)

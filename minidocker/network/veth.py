@@ -14,7 +14,10 @@ moved into the container's network namespace and renamed ``eth0``. By hand::
     nsenter -t $PID -n ip route add default via 172.17.0.1
 
 The host end's name is derived from the container id, so whatever is left of a crashed
-container can be found again. When the container's namespace dies (its last process
+container can be found again. A container connected to more networks (``network
+connect``) has one pair per network: ``eth1``, ``eth2``... inside, and host ends named
+``veth<8 hex of the id>x01``, ``x02``... (the ``x`` is no hex digit: no clash with
+another container's first pair). When the container's namespace dies (its last process
 exits), the kernel destroys the inner end, and with it the whole pair.
 """
 
@@ -23,12 +26,38 @@ from __future__ import annotations
 import errno
 
 
-def host_name(container_id: str) -> str:
-    return "veth" + container_id[:11]   # 15 characters: the kernel's IFNAMSIZ limit
+def host_name(container_id: str, index: int = 0) -> str:
+    """The host end of the pair for the container's ``eth<index>``."""
+    if index == 0:
+        return "veth" + container_id[:11]   # 15 characters: the kernel's IFNAMSIZ limit
+    return f"veth{container_id[:8]}x{index:02d}"
 
 
-def peer_name(container_id: str) -> str:
-    return "tmp" + container_id[:11]
+def peer_name(container_id: str, index: int = 0) -> str:
+    if index == 0:
+        return "tmp" + container_id[:11]
+    return f"tmp{container_id[:8]}x{index:02d}"
+
+
+def interface_index(ifname: str) -> int:
+    """``eth2`` -> 2."""
+    return int(ifname.removeprefix("eth") or 0)
+
+
+def names_left(container_id: str, index: int | None = None) -> list[str]:
+    """The interfaces of this container's pairs still in the host's namespace (all of
+    them, or those of ``eth<index>``)."""
+    import os
+    if index is not None:
+        wanted = (host_name(container_id, index), peer_name(container_id, index))
+        return [n for n in wanted if os.path.exists(f"/sys/class/net/{n}")]
+    extra = (f"veth{container_id[:8]}x", f"tmp{container_id[:8]}x")
+    try:
+        present = os.listdir("/sys/class/net")
+    except FileNotFoundError:
+        return []
+    return [n for n in present
+            if n in (host_name(container_id), peer_name(container_id)) or n.startswith(extra)]
 
 
 def mac_for(ip: str) -> str:
@@ -43,10 +72,13 @@ def netns_of(pid: int) -> str:
 
 def plug(container_id: str, pid: int, bridge: str, address: str, prefixlen: int,
          gateway: str | None, ifname: str = "eth0") -> str:
-    """Connect the network namespace of process ``pid`` to ``bridge``; return the host
-    end's name. On failure nothing is left behind."""
+    """Connect the network namespace of process ``pid`` to ``bridge`` as ``ifname``;
+    return the host end's name. On failure nothing is left behind. Only the first
+    interface gets the default route (``gateway``); for the others the kernel's route to
+    their subnet is enough."""
     from pyroute2 import IPRoute
-    host_end, peer = host_name(container_id), peer_name(container_id)
+    index = interface_index(ifname)
+    host_end, peer = host_name(container_id, index), peer_name(container_id, index)
     with IPRoute() as ipr:
         ipr.link("add", ifname=host_end, kind="veth", peer=peer)
         try:
@@ -58,7 +90,7 @@ def plug(container_id: str, pid: int, bridge: str, address: str, prefixlen: int,
             ipr.link("set", index=peer_index, net_ns_pid=pid)
             configure_inside(pid, peer, ifname, address, prefixlen, gateway)
         except BaseException:
-            remove(container_id)
+            remove(container_id, index)
             raise
     return host_end
 
@@ -80,11 +112,10 @@ def configure_inside(pid: int, peer: str, ifname: str, address: str, prefixlen: 
             ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
 
 
-def remove(container_id: str) -> None:
-    """Delete the host end (and so the pair) if it still exists."""
-    import os
-    names = [n for n in (host_name(container_id), peer_name(container_id))
-             if os.path.exists(f"/sys/class/net/{n}")]
+def remove(container_id: str, index: int | None = None) -> None:
+    """Delete the host end (and so the pair) if it still exists: of ``eth<index>``, or
+    of every interface of the container."""
+    names = names_left(container_id, index)
     if not names:
         return
     from pyroute2 import IPRoute
