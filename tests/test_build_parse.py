@@ -6,7 +6,8 @@ import os
 import pytest
 
 from minidocker.build import BuildError
-from minidocker.build.context import BuildContext, go_match, human_size, is_ignored, parse_dockerignore
+from minidocker.build.context import BuildContext, go_match, is_ignored, parse_dockerignore
+from minidocker.units import human_size
 from minidocker.build.parser import parse_text
 
 
@@ -109,10 +110,11 @@ def test_context_size_is_the_tar_size(tmp_path):
     ctx = BuildContext(str(tmp_path))
     # one 512-byte header + one 512-byte data block + the 1024-byte end of archive
     assert ctx.tar_size() == 2048
-    assert human_size(ctx.tar_size()) == "2.048kB"
-    assert human_size(512) == "512B"
-    assert human_size(10240) == "10.24kB"
-    assert human_size(3_500_000) == "3.5MB"
+    # "Sending build context": Docker's units.HumanSize, 4 significant digits
+    assert human_size(ctx.tar_size(), 4) == "2.048kB"
+    assert human_size(512, 4) == "512B"
+    assert human_size(10240, 4) == "10.24kB"
+    assert human_size(3_500_000, 4) == "3.5MB"
 
 
 def test_missing_context_dir(tmp_path):
