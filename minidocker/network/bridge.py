@@ -12,7 +12,7 @@ By hand::
     ip addr add 172.17.0.1/16 dev minidocker0
     ip link set minidocker0 up
 
-pyroute2 is imported inside the functions: it costs ~270 ms, and ``run --network none``
+pyroute2 is imported inside the functions: it costs ~100 ms, and ``run --network none``
 must not pay for it.
 """
 
