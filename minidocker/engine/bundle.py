@@ -64,7 +64,7 @@ def build_spec(c, extra_env: list[str] = (), extra_mounts: list[dict] = ()) -> d
         uid=uid, gid=gid, hostname=cfg["Hostname"], terminal=bool(cfg.get("Tty")),
         additional_gids=extra_gids, readonly_rootfs=bool(hostcfg.get("ReadonlyRootfs")),
         memory=hostcfg.get("Memory") or None, cpus=nano_cpus / 1e9 if nano_cpus else None,
-        pids_limit=hostcfg.get("PidsLimit") or None, cgroups_path=f"/minidocker/{c.id}",
+        pids_limit=hostcfg.get("PidsLimit") or None, cgroups_path=c.cgroup,
         capabilities=capabilities(hostcfg), no_new_privileges=no_new_privileges(hostcfg),
         namespaces=namespaces_for(st), mounts=mounts, privileged=bool(hostcfg.get("Privileged")),
         seccomp=seccomp_option(hostcfg))

@@ -68,7 +68,7 @@ def paused(container, pause: bool = True):
     if pause and container.state.get("State", {}).get("Running"):
         from ..kernel import cgroups
         try:
-            cg = cgroups.open_cgroup(f"minidocker/{container.id}")
+            cg = cgroups.open_cgroup(container.cgroup)
             if cg.is_frozen():
                 cg = None           # paused by the user already: leave it as it is
             else:

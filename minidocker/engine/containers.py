@@ -81,6 +81,12 @@ class Container:
     def short_id(self) -> str:
         return self.id[:12]
 
+    @property
+    def cgroup(self) -> str:
+        """The container's cgroup, from each hierarchy's root: the bundle's
+        ``cgroupsPath`` (absolute, as runc reads it), and what ``rm`` removes."""
+        return f"/minidocker/{self.id}"
+
     # -- state
     def reload(self) -> "Container":
         self.state = paths.read_json(self.state_path)

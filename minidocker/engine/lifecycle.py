@@ -57,7 +57,7 @@ def _remove_cgroup(c: Container) -> None:
     the kernel will not let go (a process stuck in uninterruptible sleep) is reported
     on stderr, not hidden."""
     from ..kernel import cgroups
-    cg = cgroups.open_cgroup(f"{cgroups.PARENT}/{c.id}")
+    cg = cgroups.open_cgroup(c.cgroup)
     try:
         if cg.exists():
             cg.kill_all()
