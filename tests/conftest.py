@@ -107,8 +107,14 @@ def _snapshot(marker=None):
             "firewall rules": _firewall(), "processes": set(_processes(marker).items())}
 
 
+#: Two test runs at once on one machine (developers working in several checkouts) see
+#: each other's links, cgroups and rules as leaks: such runs set this to ``1``. CI and
+#: ``scripts/test.sh`` never do, so every landed change passes the check.
+SKIP_LEAK_CHECK = os.environ.get("MINIDOCKER_TEST_CONCURRENT") == "1"
+
+
 def pytest_sessionstart(session):
-    session.config._leak_before = _snapshot() if IS_ROOT else None
+    session.config._leak_before = _snapshot() if IS_ROOT and not SKIP_LEAK_CHECK else None
 
 
 def pytest_sessionfinish(session, exitstatus):
