@@ -482,9 +482,18 @@ def test_mount_targets_cannot_escape_the_rootfs_through_symlinks(tmp_path):
 def test_errors_are_one_clear_line(busybox_rootfs, bundle):
     cid = new_id()
     with overlay_bundle(busybox_rootfs, bundle):
-        write_bundle_spec(bundle, ["true"], cid, cgroups_path="/system.slice/x")
-        with pytest.raises(InvalidInput, match=r"cgroupsPath 'system.slice/x': must be below /minidocker/"):
+        write_bundle_spec(bundle, ["true"], cid, cgroups_path="/system.slice")
+        with pytest.raises(InvalidInput, match=r"cgroupsPath 'system.slice': must be below a top-level group"):
             runtime.create(bundle, cid)
+        # a group of the machine's that exists (the test's own, if it is deep enough)
+        # is never taken over
+        with open("/proc/self/cgroup") as f:
+            deep = [line.split(":", 2)[2].strip() for line in f
+                    if line.split(":")[1] in ("memory", "") and line.count("/") >= 2]
+        for own in deep[:1]:
+            write_bundle_spec(bundle, ["true"], cid, cgroups_path=own)
+            with pytest.raises(InvalidInput, match=r"the group exists and is not below /minidocker/"):
+                runtime.create(bundle, cid)
         write_bundle_spec(bundle, ["true"], cid, cwd="/etc/passwd/sub")
         with pytest.raises(MinidockerError) as info:
             runtime.create(bundle, cid)
@@ -626,9 +635,65 @@ def test_seccomp_profile_compiles_to_bpf():
     assert (0x06, 0, 0, 0x00050000 | 1) in program                       # ERRNO(EPERM)
     assert (0x06, 0, 0, 0x00050000 | 38) in program                      # ERRNO(ENOSYS)
     assert program[-1] == (0x06, 0, 0, 0x7fff0000)                        # default: allow
-    with pytest.raises(ValueError, match="unknown to this runtime"):
-        seccomp.compile_filter({"syscalls": [{"names": ["nosuchcall"], "action": "SCMP_ACT_ERRNO"}]},
-                               "x86_64")
+    # a name this architecture does not have is skipped, as libseccomp does (podman's
+    # profile lists calls of every architecture)
+    unknown = seccomp.compile_filter({"syscalls": [{"names": ["nosuchcall"], "action": "SCMP_ACT_ERRNO"}]},
+                                     "x86_64")
+    assert unknown == seccomp.compile_filter({"syscalls": []}, "x86_64")
+    with pytest.raises(ValueError, match="unsupported action"):
+        seccomp.compile_filter({"syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}, "x86_64")
+
+
+def run_bpf(program, nr: int, args=(0,) * 6, arch: int = 0xC000003E) -> int:
+    """What the kernel's BPF machine returns for one system call (the few opcodes
+    seccomp.compile_filter uses), on a little-endian ``struct seccomp_data``."""
+    import struct
+    data = struct.pack("<IIQ6Q", nr, arch, 0, *args)
+    a = pc = 0
+    while True:
+        op, jt, jf, k = program[pc]
+        if op == 0x20:
+            a, pc = struct.unpack_from("<I", data, k)[0], pc + 1
+        elif op == 0x54:
+            a, pc = a & k, pc + 1
+        elif op in (0x15, 0x25, 0x35):
+            taken = {0x15: a == k, 0x25: a > k, 0x35: a >= k}[op]
+            pc += 1 + (jt if taken else jf)
+        else:
+            assert op == 0x06
+            return k
+
+
+@pytest.mark.parametrize("op,value,allowed,denied", [
+    ("SCMP_CMP_EQ", 8, [8], [0, 9, (1 << 32) | 8]),
+    ("SCMP_CMP_NE", 8, [0, 9, (1 << 32) | 8], [8]),
+    ("SCMP_CMP_GT", 8, [9, 1 << 32], [0, 8]),
+    ("SCMP_CMP_GE", 8, [8, 9, 1 << 32], [0, 7]),
+    ("SCMP_CMP_LT", 8, [0, 7], [8, 1 << 32]),
+    ("SCMP_CMP_LE", 8, [0, 8], [9, 1 << 32]),
+])
+def test_seccomp_argument_conditions(op, value, allowed, denied):
+    """podman's profile allows ``personality`` only for a few argument values: the
+    64-bit comparison is made of two 32-bit ones."""
+    from minidocker.runtime import seccomp
+    nr = seccomp.ARCHES["x86_64"]["numbers"]["personality"]
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+               "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                             "args": [{"index": 0, "op": op, "value": value}]},
+                            {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+    program = seccomp.compile_filter(profile, "x86_64")
+    for arg in allowed:
+        assert run_bpf(program, nr, (arg, 0, 0, 0, 0, 0)) == seccomp.RET_ALLOW, arg
+    for arg in denied:
+        assert run_bpf(program, nr, (arg, 0, 0, 0, 0, 0)) == seccomp.RET_ERRNO | 38, arg
+    assert run_bpf(program, 0) == seccomp.RET_ALLOW                  # read: the next rule
+    assert run_bpf(program, 0, arch=0x40000003) == seccomp.RET_ERRNO | 1   # i386: refused
+    masked = seccomp.compile_filter({"syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [
+        {"index": 1, "op": "SCMP_CMP_MASKED_EQ", "value": 0xFF, "valueTwo": 0x12},
+        {"index": 2, "op": "SCMP_CMP_EQ", "value": 7}]}]}, "x86_64")
+    assert run_bpf(masked, 0, (0, 0x312, 7, 0, 0, 0)) == seccomp.RET_ERRNO | 1   # both hold
+    assert run_bpf(masked, 0, (0, 0x313, 7, 0, 0, 0)) == seccomp.RET_ALLOW
+    assert run_bpf(masked, 0, (0, 0x312, 8, 0, 0, 0)) == seccomp.RET_ALLOW
 
 
 def test_exec_gets_the_seccomp_profile_it_is_given(busybox_rootfs, bundle):
@@ -672,5 +737,5 @@ def test_python_m_runtime_spec_and_run(busybox_rootfs, bundle):
         assert (r.returncode, r.stdout) == (0, "1\nminidocker\n"), r.stderr
         r = subprocess.run(cli + ["run", "--bundle", bundle + "-missing", "x"], capture_output=True,
                            text=True)
-        assert r.returncode == 125
+        assert r.returncode == 1     # runc's exit status for its own errors
         assert "no config.json" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -166,10 +166,9 @@ def bounding_set() -> int:
 
 def capget() -> tuple[int, int, int]:
     """``(effective, permitted, inheritable)`` of the calling thread, as bitmasks."""
-    import platform
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _check(_libc.syscall(_SYS_CAPGET[platform.machine()], ctypes.byref(header), data), "capget")
+    _check(_libc.syscall(_SYS_CAPGET[os.uname().machine], ctypes.byref(header), data), "capget")
     join = lambda field: getattr(data[0], field) | getattr(data[1], field) << 32  # noqa: E731
     return join("effective"), join("permitted"), join("inheritable")
 
@@ -181,7 +180,6 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     within permitted (inheritable also within bounding, unless we hold CAP_SETPCAP).
     Version 3 of the interface splits each 64-bit set into two 32-bit halves.
     """
-    import platform
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     for half in (0, 1):
@@ -189,7 +187,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[half].effective = (effective >> shift) & 0xFFFFFFFF
         data[half].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[half].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.syscall(_SYS_CAPSET[platform.machine()], ctypes.byref(header), data),
+    _check(_libc.syscall(_SYS_CAPSET[os.uname().machine], ctypes.byref(header), data),
            f"capset(effective={effective:#x}, permitted={permitted:#x}, inheritable={inheritable:#x})")
 
 

@@ -259,6 +259,11 @@ class Cgroup:
 
     version = 0
 
+    #: True for a group that its user made itself outside ``minidocker/`` (an OCI
+    #: runtime making the ``linux.cgroupsPath`` podman or containerd chose): that
+    #: one is the maker's to kill and remove too.
+    owned = False
+
     def __init__(self, relpath: str, mountpoint: str):
         self.relpath = relpath
         self.mountpoint = mountpoint
@@ -289,7 +294,10 @@ class Cgroup:
 
     def _guard(self, action: str) -> None:
         """Refuse to kill or remove anything outside minidocker's own ``minidocker/``
-        parent: the caller's cgroup belongs to the machine, never to us."""
+        parent (unless we made the group ourselves, see :attr:`owned`): the caller's
+        cgroup belongs to the machine, never to us."""
+        if self.owned and all("/" in rel for rel in self.relpaths()):
+            return
         for rel in self.relpaths():
             parts = rel.split("/")
             if len(parts) < 2 or parts[0] != PARENT:

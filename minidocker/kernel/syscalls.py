@@ -142,10 +142,9 @@ def pivot_root(new_root: str, put_old: str) -> None:
     root: the old root is stacked on top of the new one, and ``umount2(".",
     MNT_DETACH)`` takes it away.
     """
-    import platform
-    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
-        raise OSError(38, f"pivot_root: unknown syscall number on {platform.machine()}")
+        raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
     rc = _libc.syscall(number, _b(new_root), _b(put_old))
     _check(rc, f"pivot_root({new_root!r}, {put_old!r})")
 

@@ -2,35 +2,56 @@
 
 Three processes take part (as in runc, where ``runc init`` plays both children)::
 
-    caller (runtime parent)       becomes a *child subreaper*, makes the cgroup,
-      │                           then talks to the children over a unix socket
+    caller (runtime parent)       becomes a *child subreaper*, makes the cgroup and
+      │                           the exec FIFO, then talks to the children over a
+      │                           unix socket
       └─ intermediate child       joins the cgroup, joins namespaces given by path,
            │                      unshares mnt/uts/ipc/net/pid/cgroup, forks, exits
            └─ container init      PID 1 of the new PID namespace: mounts, pivot_root,
-                                  hostname, lo up, limits, user, capabilities... then waits
-                                  for "go" and execs the user's command
+                                  hostname, lo up, limits, user, capabilities, finds the
+                                  command... then blocks on the exec FIFO, and execs
 
 Why an intermediate? ``unshare(CLONE_NEWPID)`` never moves the caller: only the next
 child is born in the new PID namespace (as PID 1). The intermediate does the unsharing
 and the fork so that the caller itself stays in the host's namespaces; it exits at
-once, and because the caller is a subreaper, PID 1 is re-parented to the caller, which
-can ``waitpid`` it directly.
+once, and the init is *re-parented*: when a process exits, the kernel gives its
+children to the nearest ancestor marked ``PR_SET_CHILD_SUBREAPER``, or else to PID 1
+of the namespace (``prctl(2)``). The caller is a subreaper, so the init becomes its
+child and the caller can ``waitpid`` it directly. ``minidocker-runtime create``
+(:mod:`.cli`) is that caller too, but it exits as soon as the init is ready, never
+waiting for it: then the init is re-parented once more, to whoever is the subreaper
+above ``create`` (conmon for podman, containerd-shim for Docker) and who will reap it.
+
+**Start, from any process.** The init waits for ``start`` on a FIFO, ``exec.fifo``
+(as runc's ``runc init`` does): opening a FIFO for writing blocks until someone opens
+it for reading (``fifo(7)``). The init opens it (``O_PATH``, which does not block)
+before ``pivot_root`` hides the path, and at the very end re-opens that fd through
+``/proc/self/fd/N`` for writing, which blocks; :func:`release_init` opens the FIFO for
+reading, both opens return, the init writes one byte, and execs. A FIFO is named by a
+path, so ``start`` can be a new process that knows only the container's state
+directory; the engine, calling :func:`create` and :func:`start` in one process, goes
+the very same way.
 
 The socket carries small JSON messages ("my pid is N", "ready", "error: ...") and, for
-a terminal, the pty's master fd (``SCM_RIGHTS``). The child's end is close-on-exec:
-when ``execve`` succeeds, the caller reads end-of-file; when it fails, the caller reads
-the error (``exec: "foo": executable file not found in $PATH``, exit 127).
+a terminal, the pty's master fd (``SCM_RIGHTS``). The command is looked up on the
+container's ``$PATH`` *before* the init blocks (runc 1.1 does the same), so that
+``create`` can already report ``exec: "foo": executable file not found in $PATH``.
+The child's end is close-on-exec: when ``execve`` succeeds, a caller still holding the
+socket reads end-of-file; when it fails, it reads the error (exit 126 or 127).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 
-from ..errors import MinidockerError
+from ..errors import InvalidInput, MinidockerError
 from ..kernel import capabilities, namespaces, netdev, syscalls
 from . import process as proc_steps
 from . import pty as ptys
@@ -124,6 +145,19 @@ def setup_stdio(stdio) -> None:
         os.close(fd)
 
 
+def extra_fds(count: int) -> list[int]:
+    """The fds ``--preserve-fds N`` means: 3, 4, ... 3+N-1 (after stdin/out/err)."""
+    if count < 0:
+        raise InvalidInput(f"--preserve-fds {count}: must not be negative")
+    return list(range(3, 3 + count))
+
+
+def pass_on(fds) -> None:
+    """Let ``fds`` survive ``execve`` (Python opens every fd close-on-exec)."""
+    for fd in fds:
+        os.set_inheritable(fd, True)
+
+
 def close_fds_except(keep) -> None:
     """Close every fd but 0-2 and ``keep``: the caller's open files (its logs, sockets,
     the image store) must not leak into the container."""
@@ -155,9 +189,14 @@ class ContainerProcess:
         self.master_fd: int | None = None
         self.exit_code: int | None = None
         self.exec_error: str | None = None
+        self.exec_error_code: int | None = None
         self.oom_killed = False
         self.started = False
+        #: the exec FIFO the init blocks on until :func:`start`
+        self.fifo: str | None = None
         self._sock: socket.socket | None = None
+        self._private_dir: str | None = None
+        self._detached = False
 
     def __repr__(self):
         return f"<ContainerProcess {self.id} pid={self.pid} exit={self.exit_code}>"
@@ -202,7 +241,25 @@ class ContainerProcess:
 
     def cleanup(self) -> None:
         """Free what the handle still holds: the socket, the pty master, the cgroup
-        (killing what is left in it). Safe to call more than once."""
+        (killing what is left in it), the FIFO. Safe to call more than once; does
+        nothing after :meth:`detach`."""
+        if self._detached:
+            return
+        self._close_fds()
+        if self.exit_code is None and self.pid:
+            self.kill(signal.SIGKILL)
+            self.wait(forward_signals=False)
+        self._release_cgroup()
+        self._remove_fifo()
+
+    def detach(self) -> None:
+        """Let go of the container without stopping it (``minidocker-runtime create``
+        does so before it exits): close our end of the socket and our copy of the pty
+        master. The init, its cgroup and its FIFO live on, for ``start``/``delete``."""
+        self._close_fds()
+        self._detached = True
+
+    def _close_fds(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -212,10 +269,6 @@ class ContainerProcess:
             except OSError:
                 pass
             self.master_fd = None
-        if self.exit_code is None and self.pid:
-            self.kill(signal.SIGKILL)
-            self.wait(forward_signals=False)
-        self._release_cgroup()
 
     # -- internals
     def _read_exec_error(self) -> None:
@@ -241,6 +294,16 @@ class ContainerProcess:
             cg.kill_all()
         cg.remove()
 
+    def _remove_fifo(self) -> None:
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
+        elif self.fifo is not None:
+            try:
+                os.unlink(self.fifo)
+            except FileNotFoundError:
+                pass
+
 
 def _forward_signals(pid: int) -> dict:
     """Install handlers passing our signals on to ``pid``; returns the old handlers."""
@@ -256,34 +319,71 @@ def _forward_signals(pid: int) -> dict:
 
 
 # --------------------------------------------------------------------------- create/start
+FIFO_NAME = "exec.fifo"
+
+
 def create(bundle_dir: str, container_id: str, stdin: int = 0, stdout: int = 1,
-           stderr: int = 2) -> ContainerProcess:
+           stderr: int = 2, *, state_dir: str | None = None,
+           preserve_fds: int = 0) -> ContainerProcess:
     """Create the container of the OCI bundle ``bundle_dir``; do not run its command yet.
 
     Returns once the namespaces exist and PID 1 is set up and blocked before
     ``execve`` (like ``runc create``): now is the time to put a veth into its network
     namespace (``/proc/<proc.pid>/ns/net``). :func:`start` lets it run. On any error
     the half-made container is taken down again and :class:`MinidockerError` raised.
+
+    ``state_dir`` is where the exec FIFO goes (the container's directory under
+    ``--root`` for the command line); without one, a private temporary directory is
+    made and removed again at :func:`start` or :meth:`~ContainerProcess.cleanup`.
+
+    A command that cannot be found or executed does not fail here: the handle's
+    ``exec_error`` says why, and once started the init exits with 126/127 (what
+    ``docker run`` reports). ``minidocker-runtime create`` turns it into its error.
+
+    ``preserve_fds`` passes our fds 3, 4, ... 3+N-1 on to the command as well
+    (``runc create --preserve-fds N``: sockets handed down for socket activation).
     """
     bundle_dir = os.path.abspath(bundle_dir)
     spec = load_spec(bundle_dir)
     rootfs = rootfs_path(spec, bundle_dir)
     cgroup = resources.create_cgroup(spec, container_id)
     handle = ContainerProcess(container_id, spec, bundle_dir, cgroup)
+    fifo_fd = None
     try:
+        fifo_fd = _make_exec_fifo(handle, state_dir)
         capabilities.set_child_subreaper()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         handle._sock = parent_end
         intermediate = os.fork()
         if intermediate == 0:
             parent_end.close()
-            _intermediate_child(spec, rootfs, cgroup, child_end, (stdin, stdout, stderr))
+            _intermediate_child(spec, rootfs, cgroup, child_end, (stdin, stdout, stderr),
+                                fifo_fd, extra_fds(preserve_fds))
         child_end.close()
+        os.close(fifo_fd)
+        fifo_fd = None
         _handshake(handle, intermediate)
     except BaseException:
+        if fifo_fd is not None:
+            os.close(fifo_fd)
         handle.cleanup()
         raise
     return handle
+
+
+def _make_exec_fifo(handle: ContainerProcess, state_dir: str | None) -> int:
+    """Make the exec FIFO and open it ``O_PATH`` (a handle on the file that neither
+    reads nor writes, so opening it does not block); the children inherit that fd.
+
+    Mode 0622, as runc's: the init may have become a non-root user before it opens
+    the FIFO for writing.
+    """
+    if state_dir is None:
+        handle._private_dir = state_dir = tempfile.mkdtemp(prefix="minidocker-runtime-")
+    handle.fifo = os.path.join(state_dir, FIFO_NAME)
+    os.mkfifo(handle.fifo, 0o622)
+    os.chmod(handle.fifo, 0o622)  # mkfifo's mode is cut by the umask
+    return os.open(handle.fifo, os.O_PATH | os.O_CLOEXEC)
 
 
 def collect_setup_messages(sock: socket.socket, intermediate: int) -> dict:
@@ -296,7 +396,8 @@ def collect_setup_messages(sock: socket.socket, intermediate: int) -> dict:
     children gone). The intermediate child is reaped here: from then on PID 1 is our
     child (we are its subreaper).
     """
-    report = {"pid": None, "ready": False, "error": None, "fds": []}
+    report = {"pid": None, "ready": False, "error": None, "fds": [], "exec_error": None,
+              "code": None}
     try:
         while report["pid"] is None or not (report["ready"] or report["error"]):
             message, fds = receive_message(sock)
@@ -307,6 +408,8 @@ def collect_setup_messages(sock: socket.socket, intermediate: int) -> dict:
             if message.get("ready"):
                 report["ready"] = True
                 report["fds"] = fds
+                report["exec_error"] = message.get("exec_error")
+                report["code"] = message.get("code")
             elif "error" in message:
                 report["error"] = message["error"]
                 for fd in fds:
@@ -322,6 +425,7 @@ def _handshake(handle: ContainerProcess, intermediate: int) -> None:
     handle.pid = report["pid"]
     if report["fds"]:
         handle.master_fd = report["fds"][0]
+    handle.exec_error, handle.exec_error_code = report["exec_error"], report["code"]
     if report["ready"] and handle.pid:
         return
     if handle.pid:
@@ -341,23 +445,63 @@ def start(proc: ContainerProcess) -> None:
     if proc.started:
         raise MinidockerError(f"container {proc.id} already started")
     proc.started = True
-    if proc._sock is None:
+    if proc._sock is None or proc.fifo is None:
         raise MinidockerError(f"container {proc.id} cannot be started: its init is gone")
     try:
-        proc._sock.send(b"go")
-    except OSError as e:
-        raise MinidockerError(f"container {proc.id} cannot be started: {e.strerror}") from None
+        release_init(proc.fifo, proc.pid)
+    finally:
+        proc._remove_fifo()
+    # The init's end of the socket is close-on-exec: end-of-file means execve worked.
     message, fds = receive_message(proc._sock)
     for fd in fds:
         os.close(fd)
-    if message and "error" in message:
+    if message and "error" in message and proc.exec_error is None:
         proc.exec_error = message["error"]
     proc._sock.close()
     proc._sock = None
 
 
+def release_init(fifo: str, pid: int) -> None:
+    """Open the exec FIFO for reading, which lets the blocked init go on, and read the
+    byte it writes before ``execve``. The FIFO is removed by the caller (a container
+    without it is no longer "created").
+
+    The FIFO is opened non-blocking: if the init died while it waited (``kill``),
+    nobody will ever open the other end, and a blocking open would wait forever. So
+    we poll, and check between polls that the init still lives.
+    """
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            if poller.poll(100):
+                try:
+                    if os.read(fd, 1):
+                        return
+                except BlockingIOError:
+                    continue
+                # end-of-file without the byte: the init opened the FIFO, then died
+                raise MinidockerError("cannot start a container whose init has exited")
+            if not _alive(pid):
+                raise MinidockerError("cannot start a container whose init has exited")
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie has exited: it only waits to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return text[text.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
 # --------------------------------------------------------------------------- the children
-def _intermediate_child(spec: dict, rootfs: str, cgroup, sock: socket.socket, stdio) -> None:
+def _intermediate_child(spec: dict, rootfs: str, cgroup, sock: socket.socket, stdio,
+                        fifo_fd: int, preserved: list[int]) -> None:
     """Join the cgroup, join/unshare the namespaces, fork PID 1, report its pid, exit."""
     try:
         entries = namespace_entries(spec)
@@ -370,7 +514,7 @@ def _intermediate_child(spec: dict, rootfs: str, cgroup, sock: socket.socket, st
             namespaces.unshare(new_kinds)
         pid = os.fork()
         if pid == 0:
-            _container_init(spec, rootfs, sock, stdio, dict(entries))
+            _container_init(spec, rootfs, sock, stdio, dict(entries), fifo_fd, preserved)
         send_message(sock, {"pid": pid})
     except BaseException as e:
         _report_and_exit(sock, e)
@@ -392,8 +536,9 @@ def join_namespaces(entries) -> None:
             os.close(fd)
 
 
-def _container_init(spec: dict, rootfs: str, sock: socket.socket, stdio, entries: dict) -> None:
-    """PID 1: build the container around us, wait for "go", exec the command."""
+def _container_init(spec: dict, rootfs: str, sock: socket.socket, stdio, entries: dict,
+                    fifo_fd: int, preserved: list[int]) -> None:
+    """PID 1: build the container around us, wait on the exec FIFO, exec the command."""
     try:
         process = spec["process"]
         setup_stdio(stdio)
@@ -427,16 +572,37 @@ def _container_init(spec: dict, rootfs: str, sock: socket.socket, stdio, entries
         os.chdir(cwd)
         env = proc_steps.env_dict(process.get("env"))
         env.setdefault("HOME", proc_steps.home_of(os.getuid()))
-        close_fds_except({sock.fileno()} | ({master} if master is not None else set()))
-        send_message(sock, {"ready": True}, [master] if master is not None else ())
+        close_fds_except({sock.fileno(), fifo_fd, *preserved} | ({master} if master is not None else set()))
+        pass_on(preserved)
+        ready = {"ready": True}
+        try:
+            proc_steps.find_executable(process["args"][0], env)
+        except proc_steps.ExecError as e:
+            ready.update(exec_error=e.message, code=e.code)
+        send_message(sock, ready, [master] if master is not None else ())
         if master is not None:
             os.close(master)
-        if sock.recv(16) != b"go":
-            os._exit(EXIT_SETUP_FAILED)  # the caller went away without starting us
+        wait_for_start(fifo_fd)
+        if "exec_error" in ready:
+            os._exit(ready["code"])
         reset_signals()
         proc_steps.exec_command(process["args"], env)
     except BaseException as e:
         _report_and_exit(sock, e)
+
+
+def wait_for_start(fifo_fd: int) -> None:
+    """In the init: block until ``start`` (see the module doc), then go on to exec.
+
+    ``fifo_fd`` is an ``O_PATH`` fd of the exec FIFO, opened before ``pivot_root``;
+    Linux lets a process re-open such an fd, with a real access mode, through
+    ``/proc/self/fd/N`` (the container's own /proc by now, where "self" is us).
+    """
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
 
 
 def open_console() -> int:

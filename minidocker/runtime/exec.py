@@ -27,8 +27,8 @@ from . import process as proc_steps
 from . import pty as ptys
 from . import seccomp
 from .create import (ContainerProcess, _report_and_exit, close_fds_except,
-                     collect_setup_messages, receive_message, reset_signals, send_message,
-                     setup_stdio)
+                     collect_setup_messages, extra_fds, pass_on, receive_message,
+                     reset_signals, send_message, setup_stdio)
 
 
 def _status_fields(pid: int) -> dict[str, str]:
@@ -51,11 +51,13 @@ def container_environment(pid: int) -> list[str]:
 
 def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 0,
              terminal: bool = False, stdio=(0, 1, 2), *, additional_gids=(),
-             capabilities=None, no_new_privileges=None, seccomp_profile=None) -> ContainerProcess:
+             capabilities=None, no_new_privileges=None, seccomp_profile=None,
+             preserve_fds: int = 0) -> ContainerProcess:
     """Start ``args`` inside the container whose PID 1 has host pid ``pid``.
 
     ``seccomp_profile`` is the container's ``linux.seccomp`` (a filter cannot be read
     back from a running process, so the caller passes it on, as Docker does).
+    ``preserve_fds`` passes our fds 3 ... 3+N-1 on too (``runc exec --preserve-fds``).
 
     Returns a handle (``.pid``, ``.master_fd`` with ``terminal``, ``.wait()``,
     ``.exec_error``) once the command has been exec'd (or failed to be).
@@ -83,7 +85,8 @@ def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 
         if intermediate == 0:
             parent_end.close()
             _intermediate(pid, cgroup, child_end, list(args), env, cwd, user, terminal,
-                          stdio, capabilities, no_new_privileges, seccomp_profile)
+                          stdio, capabilities, no_new_privileges, seccomp_profile,
+                          extra_fds(preserve_fds))
         child_end.close()
         _handshake(handle, intermediate)
     except BaseException:
@@ -114,20 +117,22 @@ def _handshake(handle: ContainerProcess, intermediate: int) -> None:
 
 
 def _intermediate(pid, cgroup, sock, args, env, cwd, user, terminal, stdio, caps, nnp,
-                  seccomp_profile) -> None:
+                  seccomp_profile, preserved) -> None:
     try:
         cgroup.join()
         namespaces.enter(pid)
         child = os.fork()
         if child == 0:
-            _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_profile)
+            _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_profile,
+                        preserved)
         send_message(sock, {"pid": child})
     except BaseException as e:
         _report_and_exit(sock, e)
     os._exit(0)
 
 
-def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_profile) -> None:
+def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_profile,
+                preserved) -> None:
     try:
         setup_stdio(stdio)
         os.setsid()
@@ -140,7 +145,8 @@ def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_
         proc_steps.become_user(user, caps, nnp)
         os.chdir(cwd or "/")
         environment = proc_steps.env_dict(env)
-        close_fds_except({sock.fileno()} | ({master} if master is not None else set()))
+        close_fds_except({sock.fileno(), *preserved} | ({master} if master is not None else set()))
+        pass_on(preserved)
         send_message(sock, {"ready": True}, [master] if master is not None else ())
         if master is not None:
             os.close(master)

@@ -84,7 +84,11 @@ def become_user(user: dict, caps: dict | None, no_new_privileges: bool) -> None:
         capabilities.capset(capabilities.mask_of(have(caps.get("effective"))),
                             capabilities.mask_of(have(caps.get("permitted"))),
                             capabilities.mask_of(have(caps.get("inheritable"))))
-        capabilities.set_ambient(have(caps.get("ambient")))
+        # The kernel raises an ambient capability only if it is both permitted and
+        # inheritable; runc 1.1 skips the others with a warning (runc's own `runc spec`
+        # lists ambient capabilities but, since CVE-2022-29162, no inheritable ones).
+        allowed = set(caps.get("permitted") or ()) & set(caps.get("inheritable") or ())
+        capabilities.set_ambient([c for c in have(caps.get("ambient")) if c in allowed])
     if no_new_privileges:
         capabilities.set_no_new_privs()
 

@@ -23,13 +23,26 @@ def cgroup_path(spec: dict, container_id: str) -> str:
 
 def create_cgroup(spec: dict, container_id: str):
     """Make the container's cgroup and apply the spec's limits; returns the
-    :class:`minidocker.kernel.cgroups.Cgroup`. On failure nothing is left behind."""
+    :class:`minidocker.kernel.cgroups.Cgroup`. On failure nothing is left behind.
+
+    Below ``/minidocker/`` any group will do (a leftover empty one is reused). Elsewhere
+    (podman's ``/libpod_parent/libpod-<id>``, containerd's ``/default/<id>``) the
+    group must be new: the runtime makes it, so it is the runtime's to remove
+    (``owned``); an existing one belongs to someone else, and a top-level group
+    (``/system.slice``) to the machine.
+    """
     from ..kernel import cgroups
     path = cgroup_path(spec, container_id)
-    if path.split("/")[0] != cgroups.PARENT or "/" not in path:
-        # The machine's own cgroups are not ours to make or remove (see MACHINE.md).
-        raise InvalidInput(f"linux.cgroupsPath {path!r}: must be below /{cgroups.PARENT}/")
+    if "/" not in path:
+        raise InvalidInput(f"linux.cgroupsPath {path!r}: must be below a top-level group "
+                           f"(such as /{cgroups.PARENT}/)")
     cg = cgroups.open_cgroup(path)
+    if path.split("/")[0] != cgroups.PARENT:
+        if cg.exists():
+            # The machine's own cgroups are not ours to take over (see MACHINE.md).
+            raise InvalidInput(f"linux.cgroupsPath {path!r}: the group exists and is "
+                               f"not below /{cgroups.PARENT}/")
+        cg.owned = True
     if cg.exists() and cg.pids():
         raise MinidockerError(f"cgroup {cg.relpath} is in use by another container")
     cg.create()
@@ -55,7 +68,8 @@ def apply_resources(cg, resources: dict) -> None:
     if pids and pids > 0:
         cg.set_pids(int(pids))
     if "devices" in resources:
-        apply_device_rules(cg, resources["devices"])
+        from .spec import RUNC_APPENDED_DEVICE_RULES
+        apply_device_rules(cg, list(resources["devices"]) + RUNC_APPENDED_DEVICE_RULES)
 
 
 def device_rule_text(rule: dict) -> str:

@@ -14,8 +14,12 @@ The spec describes it in ``linux.seccomp`` (the format libseccomp and runc read)
      "architectures": ["SCMP_ARCH_X86_64"],
      "syscalls": [{"names": ["unshare", "mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
 
-This module compiles that into BPF for this machine's architecture. It supports rules
-by syscall name (no argument conditions). Docker's own default profile is an
+This module compiles that into BPF for this machine's architecture: rules by name,
+with argument conditions (``"args": [{"index": 0, "op": "SCMP_CMP_EQ", "value": 8}]``,
+as podman's profile has for ``personality``); a name the architecture does not have
+is skipped, as libseccomp does. Only the machine's native architecture is let through:
+32-bit calls (``SCMP_ARCH_X86``) are refused whatever the profile says. Docker's own
+default profile is an
 *allowlist* of ~350 calls; :func:`docker_like_profile` is the smaller *blocklist* of
 the calls Docker's profile refuses to a container without CAP_SYS_ADMIN: making
 namespaces, mounting, loading kernel code, setting the clock, reading other processes'
@@ -30,6 +34,7 @@ import os
 import struct
 
 from ..kernel.capabilities import prctl
+from . import syscall_numbers
 
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
@@ -44,52 +49,29 @@ RET_ALLOW = 0x7fff0000
 
 # Classic BPF opcodes used here.
 BPF_LD_W_ABS = 0x20    # A = 32-bit word at offset k of seccomp_data
+BPF_AND_K = 0x54       # A &= k
 BPF_JEQ_K = 0x15       # if A == k jump jt else jf
+BPF_JGT_K = 0x25       # if A > k jump jt else jf
 BPF_JGE_K = 0x35       # if A >= k jump jt else jf
 BPF_RET_K = 0x06       # return k
 
-OFFSET_NR, OFFSET_ARCH = 0, 4
+#: ``struct seccomp_data``: nr, arch, instruction pointer, then six 64-bit arguments,
+#: each read as two 32-bit words (little-endian: the low word first).
+OFFSET_NR, OFFSET_ARCH, OFFSET_ARGS = 0, 4, 16
 
 #: Per architecture: its AUDIT_ARCH value (what the kernel puts at offset 4), the
-#: spec's name for it, and syscall numbers for the names this module knows.
-#: (x86_64 from <asm/unistd_64.h>; aarch64 uses the generic table <asm-generic/unistd.h>.)
+#: spec's name for it, and its system call numbers (:mod:`.syscall_numbers`).
 ARCHES = {
     "x86_64": {
         "audit_arch": 0xC000003E, "spec_name": "SCMP_ARCH_X86_64",
-        "numbers": {
-            "acct": 163, "add_key": 248, "bpf": 321, "clock_adjtime": 305,
-            "clock_settime": 227, "clone3": 435, "create_module": 174, "delete_module": 176,
-            "finit_module": 313, "fsconfig": 431, "fsmount": 432, "fsopen": 430,
-            "fspick": 433, "get_kernel_syms": 177, "init_module": 175, "ioperm": 173,
-            "iopl": 172, "kcmp": 312, "kexec_file_load": 320, "kexec_load": 246,
-            "keyctl": 250, "lookup_dcookie": 212, "mount": 165, "move_mount": 429,
-            "name_to_handle_at": 303, "nfsservctl": 180, "open_by_handle_at": 304,
-            "open_tree": 428, "perf_event_open": 298, "pivot_root": 155,
-            "process_vm_readv": 310, "process_vm_writev": 311, "ptrace": 101,
-            "query_module": 178, "quotactl": 179, "reboot": 169, "request_key": 249,
-            "setns": 308, "settimeofday": 164, "swapoff": 168, "swapon": 167,
-            "sysfs": 139, "_sysctl": 156, "umount2": 166, "unshare": 272, "uselib": 134,
-            "userfaultfd": 323, "ustat": 136,
-        },
+        "numbers": syscall_numbers.X86_64,
         # x32 system calls are x86_64 numbers with this bit set: refuse them all, or a
         # blocked call could be made through its x32 twin.
         "x32_bit": 0x40000000,
     },
     "aarch64": {
         "audit_arch": 0xC00000B7, "spec_name": "SCMP_ARCH_AARCH64",
-        "numbers": {
-            "acct": 89, "add_key": 217, "bpf": 280, "clock_adjtime": 266,
-            "clock_settime": 112, "clone3": 435, "delete_module": 106, "finit_module": 273,
-            "fsconfig": 431, "fsmount": 432, "fsopen": 430, "fspick": 433,
-            "init_module": 105, "kcmp": 272, "kexec_file_load": 294, "kexec_load": 104,
-            "keyctl": 219, "lookup_dcookie": 18, "mount": 40, "move_mount": 429,
-            "name_to_handle_at": 264, "nfsservctl": 42, "open_by_handle_at": 265,
-            "open_tree": 428, "perf_event_open": 241, "pivot_root": 41,
-            "process_vm_readv": 270, "process_vm_writev": 271, "ptrace": 117,
-            "quotactl": 60, "reboot": 142, "request_key": 218, "setns": 268,
-            "settimeofday": 170, "swapoff": 225, "swapon": 224, "umount2": 39,
-            "unshare": 97, "userfaultfd": 282,
-        },
+        "numbers": syscall_numbers.AARCH64,
         "x32_bit": None,
     },
 }
@@ -145,6 +127,10 @@ def docker_like_profile(capabilities=()) -> dict:
 
 def verdict(action: str, errno_ret: int | None = None) -> int:
     """The BPF return value for a spec action such as ``SCMP_ACT_ERRNO``."""
+    if action == "SCMP_ACT_TRACE":
+        # No tracer is attached to a container: the kernel fails a traced call with
+        # ENOSYS then, so say that directly.
+        action, errno_ret = "SCMP_ACT_ERRNO", errno.ENOSYS
     if action == "SCMP_ACT_ERRNO":
         return RET_ERRNO | ((errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF)
     table = {"SCMP_ACT_ALLOW": RET_ALLOW, "SCMP_ACT_KILL": RET_KILL_THREAD,
@@ -162,6 +148,8 @@ def compile_filter(profile: dict, machine: str | None = None) -> list[tuple[int,
         A = arch;  if A != this arch: return EPERM   (a 32-bit call must not sneak past)
         A = nr;    [x86_64: if A >= x32 bit: return EPERM]
         if A == nr1: return verdict1
+        if A == nr2: [A = arg0 (high word); if A != ...: skip;  A = arg0 (low)...]
+                     return verdict2;  A = nr
         ...
         return defaultAction
 
@@ -179,16 +167,102 @@ def compile_filter(profile: dict, machine: str | None = None) -> list[tuple[int,
     if arch["x32_bit"]:
         program += [(BPF_JGE_K, 0, 1, arch["x32_bit"]), (BPF_RET_K, 0, 0, deny)]
     for rule in profile.get("syscalls", []):
-        if rule.get("args"):
-            raise ValueError("seccomp: rules with argument conditions are not supported")
         ret = verdict(rule["action"], rule.get("errnoRet"))
+        checks = _argument_checks(rule.get("args") or [])
         for name in rule.get("names", []):
             number = arch["numbers"].get(name)
             if number is None:
-                raise ValueError(f"seccomp: system call {name!r} is unknown to this runtime "
-                                 f"on {machine}")
-            program += [(BPF_JEQ_K, 0, 1, number), (BPF_RET_K, 0, 0, ret)]
-    program.append((BPF_RET_K, 0, 0, verdict(profile.get("defaultAction", "SCMP_ACT_ALLOW"))))
+                continue  # not a call of this architecture (libseccomp skips it too)
+            if not checks:
+                program += [(BPF_JEQ_K, 0, 1, number), (BPF_RET_K, 0, 0, ret)]
+                continue
+            # the checks, the return, and the reload of A = nr that every failed
+            # check jumps to
+            block = _assemble(checks + [(BPF_RET_K, 0, 0, ret)])
+            program.append((BPF_JEQ_K, 0, len(block), number))
+            program += block
+            program.append((BPF_LD_W_ABS, 0, 0, OFFSET_NR))
+    default = verdict(profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet"))
+    program.append((BPF_RET_K, 0, 0, default))
+    return program
+
+
+#: Each comparison of a 64-bit argument with ``value`` as 32-bit steps. "ok" and
+#: "fail" are labels: the next condition, or the end of the rule (the rule does not
+#: apply); 0 is the next instruction. ``hi``/``lo`` are loads of the argument's words.
+_COMPARISONS = {
+    "SCMP_CMP_EQ": lambda v: [("hi",), (BPF_JEQ_K, 0, "fail", v >> 32), ("lo",),
+                              (BPF_JEQ_K, "ok", "fail", v & 0xFFFFFFFF)],
+    "SCMP_CMP_NE": lambda v: [("hi",), (BPF_JEQ_K, 0, "ok", v >> 32), ("lo",),
+                              (BPF_JEQ_K, "fail", "ok", v & 0xFFFFFFFF)],
+    "SCMP_CMP_GT": lambda v: [("hi",), (BPF_JGT_K, "ok", 0, v >> 32),
+                              (BPF_JEQ_K, 0, "fail", v >> 32), ("lo",),
+                              (BPF_JGT_K, "ok", "fail", v & 0xFFFFFFFF)],
+    "SCMP_CMP_GE": lambda v: [("hi",), (BPF_JGT_K, "ok", 0, v >> 32),
+                              (BPF_JEQ_K, 0, "fail", v >> 32), ("lo",),
+                              (BPF_JGE_K, "ok", "fail", v & 0xFFFFFFFF)],
+}
+
+
+def _argument_checks(args) -> list:
+    """The conditions of one rule (all must hold) as instructions with labels."""
+    code = []
+    for cond in args:
+        index, op = int(cond["index"]), cond["op"]
+        value = int(cond.get("value", 0)) & 0xFFFFFFFFFFFFFFFF
+        if not 0 <= index < 6:
+            raise ValueError(f"seccomp: argument index {index} out of range")
+        offset = OFFSET_ARGS + 8 * index
+        if op == "SCMP_CMP_MASKED_EQ":
+            datum = int(cond.get("valueTwo", 0)) & 0xFFFFFFFFFFFFFFFF
+            steps = [("hi",), (BPF_AND_K, 0, 0, value >> 32), (BPF_JEQ_K, 0, "fail", datum >> 32),
+                     ("lo",), (BPF_AND_K, 0, 0, value & 0xFFFFFFFF),
+                     (BPF_JEQ_K, "ok", "fail", datum & 0xFFFFFFFF)]
+        elif op in ("SCMP_CMP_LT", "SCMP_CMP_LE"):
+            # a < v is "not a >= v": the same steps, with the outcomes swapped
+            steps = [tuple({"ok": "fail", "fail": "ok"}.get(x, x) for x in step)
+                     for step in _COMPARISONS["SCMP_CMP_GE" if op == "SCMP_CMP_LT" else "SCMP_CMP_GT"](value)]
+        elif op in _COMPARISONS:
+            steps = _COMPARISONS[op](value)
+        else:
+            raise ValueError(f"seccomp: unsupported comparison {op!r}")
+        for step in steps:
+            if step == ("hi",):
+                code.append((BPF_LD_W_ABS, 0, 0, offset + 4))
+            elif step == ("lo",):
+                code.append((BPF_LD_W_ABS, 0, 0, offset))
+            else:
+                code.append(step)
+        code.append("ok")
+    return code
+
+
+def _assemble(code: list) -> list[tuple[int, int, int, int]]:
+    """Resolve the labels into relative jumps (at most 255 ahead, as BPF allows): a
+    condition's "ok" is the instruction after it, "fail" the one after the block."""
+    instructions, pending_ok = [], []
+    for item in code:
+        if item == "ok":
+            for index, field in pending_ok:
+                instructions[index][field] = ("at", len(instructions))
+            pending_ok = []
+            continue
+        insn = list(item)
+        for field in (1, 2):
+            if insn[field] == "ok":
+                pending_ok.append((len(instructions), field))
+        instructions.append(insn)
+    end = len(instructions)
+    program = []
+    for i, (op, jt, jf, k) in enumerate(instructions):
+        jumps = []
+        for label in (jt, jf):
+            if label == "fail":
+                label = ("at", end)
+            jumps.append(label[1] - i - 1 if isinstance(label, tuple) else label)
+        if not all(0 <= j < 256 for j in jumps):
+            raise ValueError("seccomp: a rule is too long to jump over")
+        program.append((op, jumps[0], jumps[1], k))
     return program
 
 

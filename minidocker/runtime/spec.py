@@ -99,6 +99,23 @@ DEFAULT_DEVICE_RULES = [
     _device_rule(True, "c", 10, 200),         # /dev/net/tun (runc 1.1, Debian 12's)
 ]
 
+#: What runc appends to *every* container's device rules, whatever the config says
+#: (libcontainer ``specconv.AllowedDevices``): the standard devices stay usable even
+#: under a config that only says "deny all", as ``runc spec``'s and podman's do.
+RUNC_APPENDED_DEVICE_RULES = [
+    _device_rule(True, "c", None, None, "m"),
+    _device_rule(True, "b", None, None, "m"),
+    _device_rule(True, "c", 1, 3),            # /dev/null
+    _device_rule(True, "c", 1, 8),            # /dev/random
+    _device_rule(True, "c", 1, 7),            # /dev/full
+    _device_rule(True, "c", 5, 0),            # /dev/tty
+    _device_rule(True, "c", 1, 5),            # /dev/zero
+    _device_rule(True, "c", 1, 9),            # /dev/urandom
+    _device_rule(True, "c", 136, None),       # /dev/pts/*
+    _device_rule(True, "c", 5, 2),            # /dev/ptmx
+    _device_rule(True, "c", 10, 200),         # /dev/net/tun
+]
+
 #: The device nodes every container's /dev gets (runc's defaults, as in Docker).
 DEFAULT_DEVICES = [
     {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
