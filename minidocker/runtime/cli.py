@@ -532,7 +532,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from .spec import OCI_VERSION
     from .. import __version__
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=states.DEFAULT_ROOT,
                         help=f"root directory for storage of container state (default: {states.DEFAULT_ROOT})")
     parser.add_argument("--log", help="set the log file to write runtime logs to (default: stderr)")
