@@ -567,9 +567,11 @@ def _container_init(spec: dict, rootfs: str, sock: socket.socket, stdio, entries
         if spec.get("linux", {}).get("seccomp"):
             # The last moment: the filter refuses mount/unshare/setns..., all done now.
             seccomp.install(spec["linux"]["seccomp"])
+        in_cwd = proc_steps.change_dir(cwd, before_user=True)
         proc_steps.become_user(process.get("user", {}), process.get("capabilities"),
                                bool(process.get("noNewPrivileges")))
-        os.chdir(cwd)
+        if not in_cwd:
+            proc_steps.change_dir(cwd, before_user=False)
         env = proc_steps.env_dict(process.get("env"))
         env.setdefault("HOME", proc_steps.home_of(os.getuid()))
         close_fds_except({sock.fileno(), fifo_fd, *preserved} | ({master} if master is not None else set()))

@@ -142,8 +142,10 @@ def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_
             ptys.attach_to_terminal(slave)
         if seccomp_profile:
             seccomp.install(seccomp_profile)
+        in_cwd = proc_steps.change_dir(cwd or "/", before_user=True)
         proc_steps.become_user(user, caps, nnp)
-        os.chdir(cwd or "/")
+        if not in_cwd:
+            proc_steps.change_dir(cwd or "/", before_user=False)
         environment = proc_steps.env_dict(env)
         close_fds_except({sock.fileno(), *preserved} | ({master} if master is not None else set()))
         pass_on(preserved)

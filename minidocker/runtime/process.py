@@ -93,6 +93,20 @@ def become_user(user: dict, caps: dict | None, no_new_privileges: bool) -> None:
         capabilities.set_no_new_privs()
 
 
+def change_dir(cwd: str, before_user: bool) -> bool:
+    """``process.cwd``, the way runc 1.1 enters it: first while still root (the new
+    user may not be able to pass through a parent directory, say a root of mode
+    0700), and, if root was refused (a volume only the new user may enter), once more
+    after :func:`become_user`. Returns True when it is done."""
+    try:
+        os.chdir(cwd)
+        return True
+    except PermissionError:
+        if before_user:
+            return False
+        raise
+
+
 # --------------------------------------------------------------------------- 6. exec
 def env_dict(env) -> dict[str, str]:
     """``["KEY=VALUE", ...]`` -> a dict (a later duplicate wins, as in Docker)."""
