@@ -17,7 +17,7 @@ Layout (each part is owned by one package; a directory is made when first needed
     $ROOT/volumes/<name>/             a named volume: _data/ and volume.json (engine)
     $ROOT/networks/<name>/            network.json, and leases.json once it hands out addresses (network)
     $ROOT/networks/ports.json         host ports published by containers (network)
-    $ROOT/runc/                       runc's own state, for run --runtime runc (engine)
+    $ROOT/runtimes/<name>/            a runtime binary's --root, for run --runtime NAME (engine)
     $ROOT/locks/<name>                files that paths.locked takes a flock on
     $ROOT/tmp/                        scratch space on the same filesystem, for atomic renames
 

@@ -228,16 +228,33 @@ def test_kill_with_signal(md):
     md.out("rm", "k")
 
 
-def test_runc_runs_the_same_bundle(md):
+@pytest.mark.parametrize("runtime", ["runc", "minidocker-runtime"])
+def test_a_runtime_binary_runs_the_same_bundle(md, runtime):
+    """``--runtime NAME``: the bundle goes through runc's command line (create, start,
+    delete), and the container looks the same; with -t, the terminal comes back over
+    --console-socket; an exec error found at create is Docker's 127."""
     import shutil
-    if shutil.which("runc") is None:
+    import subprocess
+    import sys
+    if runtime == "runc" and shutil.which("runc") is None:
         pytest.skip("runc is not installed")
     script = "hostname; id; echo $$; echo $FOO; grep CapEff /proc/self/status"
     ours = md.out("run", "--rm", "--hostname", "same", "-e", "FOO=bar", "busybox", "sh", "-c", script)
-    theirs = md.out("run", "--rm", "--runtime", "runc", "--hostname", "same", "-e", "FOO=bar",
+    theirs = md.out("run", "--rm", "--runtime", runtime, "--hostname", "same", "-e", "FOO=bar",
                     "busybox", "sh", "-c", script)
     assert ours == theirs
     assert ours.split("\n")[2] == "1"
+    r = md("run", "--rm", "--runtime", runtime, "busybox", "no-such-command")
+    assert r.returncode == 127 and "no-such-command" in r.stderr
+    cmd = " ".join([sys.executable, "-m", "minidocker", "run", "--rm", "-it", "--runtime", runtime,
+                    "busybox", "sh", "-c", "'tty; exit 4'"])
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       env=md.env, stdin=subprocess.DEVNULL, timeout=60)
+    # (script may echo what it makes of its empty stdin, a ^@ or ^D, around it)
+    assert r.returncode == 4 and "/dev/pts/0" in r.stdout.split(), r
+    assert md("run", "--rm", "--runtime", "nosuch", "busybox", "true").stderr.strip() == \
+        "minidocker: unknown or invalid runtime name: nosuch"
+    assert md.out("ps", "-aq") == ""
 
 
 def test_tty_gives_a_real_terminal(md):

@@ -54,8 +54,10 @@ def container_options(f):
         click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
         click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing",
                      show_default=True, help="Pull image before running"),
-        click.option("--runtime", default="minidocker", show_default=True,
-                     help="Runtime to use for this container (minidocker or runc)"),
+        click.option("--runtime", default=None,
+                     help="Runtime to use for this container: minidocker (built in, the "
+                          "default, or $MINIDOCKER_DEFAULT_RUNTIME) or a runc-compatible "
+                          "binary (runc, minidocker-runtime, a path)"),
     ]
     for option in reversed(options):
         f = option(f)

@@ -96,16 +96,18 @@ def disconnect_network(c: Container) -> None:
 
 
 def create_process(c: Container, stdin: int, stdout: int, stderr: int):
-    """Ask the chosen runtime to create the container's init process."""
-    if c.state["HostConfig"].get("Runtime") == "runc":
-        from .runc import RuncProcess
-        return RuncProcess.create(c, stdin, stdout, stderr)
+    """Ask the chosen runtime to create the container's init process: the built-in one
+    in this process, or a runtime binary through runc's command line."""
+    from . import ociruntime
+    binary = ociruntime.resolve(c.state["HostConfig"].get("Runtime") or ociruntime.BUILTIN)
+    if binary is not None:
+        return ociruntime.OciRuntimeProcess.create(binary, c, stdin, stdout, stderr)
     from .. import runtime
     return runtime.create(c.bundle, c.id, stdin=stdin, stdout=stdout, stderr=stderr)
 
 
 def start_process(c: Container, proc) -> None:
-    if c.state["HostConfig"].get("Runtime") == "runc":
+    if hasattr(proc, "binary"):
         proc.start()
     else:
         from .. import runtime
@@ -117,6 +119,7 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
     lock = take_monitor_lock(c)
     proc = None
     code = 125
+    refused = ""
     try:
         c.update_fields(NetworkSettings={})  # re-reads state.json; writes only if needed
         extra_hosts = prepare(c, store)
@@ -159,6 +162,14 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
                 print(f"minidocker: {error}", file=sys.stderr, flush=True)
         return code
     except BaseException as e:
+        from .ociruntime import CommandNotRunnable
+        if isinstance(e, CommandNotRunnable):
+            # a runtime binary checked the command at create (as runc 1.1 does): the
+            # container ends as the built-in runtime's does, with 126/127 and the error
+            code, refused = e.exit_code, str(e)
+            if attach:
+                print(f"minidocker: {refused}", file=sys.stderr, flush=True)
+            return code
         if proc is not None:
             try:
                 os.kill(proc.pid, signal.SIGKILL)
@@ -169,7 +180,7 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
             raise MinidockerError(f"failed to run container {c.short_id}: {e}") from e
         raise
     finally:
-        finish(c, code, proc, getattr(proc, "exec_error", None) or "")
+        finish(c, code, proc, getattr(proc, "exec_error", None) or refused)
         os.close(lock)
 
 

@@ -13,9 +13,12 @@ then the runtime closes its copies: from now on only the monitor holds the maste
 
 from __future__ import annotations
 
+import array
 import os
+import shutil
 import socket
 import stat
+import tempfile
 
 from ..errors import InvalidInput
 
@@ -39,3 +42,40 @@ def send_console(path: str, master_fd: int, name: str = "/dev/pts/0") -> None:
         except OSError as e:
             raise InvalidInput(f"console socket {path}: {e.strerror}") from None
         socket.send_fds(sock, [name.encode()], [master_fd])
+
+
+class ConsoleListener:
+    """The other side, what conmon does: a unix socket to name in ``--console-socket``,
+    and :meth:`receive` to take the pty master that the runtime sends over it.
+
+    The socket lives in a fresh directory under /tmp: a unix socket's path must fit in
+    108 bytes, which a data root deep in the file system might not.
+    """
+
+    def __init__(self):
+        self.directory = tempfile.mkdtemp(prefix="minidocker-console-")
+        self.path = os.path.join(self.directory, "console.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+
+    def receive(self, timeout: float = 10.0) -> int:
+        """Accept the runtime's connection and return the fd it passed (exactly one)."""
+        self.sock.settimeout(timeout)
+        conn, _ = self.sock.accept()
+        with conn:
+            fds = array.array("i")
+            _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4 * fds.itemsize))
+            for level, kind, data in ancdata:
+                if (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS):
+                    fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise InvalidInput(f"console socket: expected one fd, got {len(fds)}")
+        os.set_inheritable(fds[0], False)
+        return fds[0]
+
+    def close(self) -> None:
+        self.sock.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
