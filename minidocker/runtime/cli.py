@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 
 from ..errors import InvalidInput, MinidockerError, NotFound
@@ -289,7 +288,7 @@ def cmd_delete(args, log: Log) -> int:
             raise MinidockerError(f"cannot delete container {args.id} that is not stopped: {status}")
         if status != states.STOPPED:
             cg = st.cgroup()
-            if args.force and cg is not None and cg.exists():
+            if args.force and cg is not None and cg.exists() and cg.pids(recursive=True):
                 signal_all(cg, signal.SIGKILL)
             try:
                 os.kill(st.data["pid"], signal.SIGKILL)
@@ -329,6 +328,7 @@ def cmd_ps(args, log: Log) -> int:
         return 0
     if args.format != "table":
         raise InvalidInput("invalid format option")
+    import subprocess   # here, not at the top: only ps runs a program (see find_verb)
     output = subprocess.run(["ps"] + (args.ps_args or ["-ef"]), capture_output=True, text=True)
     if output.returncode != 0:
         raise MinidockerError(f"ps: {output.stderr.strip() or output.stdout.strip()}")
@@ -522,31 +522,31 @@ def _describe(error: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- parsing
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help layout, with the terminal's width asked of ``os`` directly:
+    argparse's own way imports ``shutil`` (and with it bz2, lzma...), ~5 ms of every
+    start of a program that an engine runs three times per container."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        if width is None:
+            try:
+                width = os.get_terminal_size().columns - 2
+            except OSError:
+                width = 78
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one error line, as runc does."""
+
+    def __init__(self, *args, formatter_class=_Formatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message):
         raise Usage(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .spec import OCI_VERSION
-    from .. import __version__
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=states.DEFAULT_ROOT,
-                        help=f"root directory for storage of container state (default: {states.DEFAULT_ROOT})")
-    parser.add_argument("--log", help="set the log file to write runtime logs to (default: stderr)")
-    parser.add_argument("--log-format", default="text", choices=["text", "json"],
-                        help="set the log format (default: text)")
-    parser.add_argument("--debug", action="store_true", help="enable debug logging")
-    parser.add_argument("--systemd-cgroup", action="store_true",
-                        help="refused: this runtime manages cgroupfs paths only")
-    parser.add_argument("--version", "-v", action="version",
-                        version=f"{PROG} version {__version__}\nspec: {OCI_VERSION}\n"
-                                f"python: {sys.version.split()[0]}")
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-
+def _verb_create(verbs):
     p = verbs.add_parser("create", help="create a container")
     p.add_argument("--bundle", "-b", default=".", help="path to the root of the bundle directory")
     p.add_argument("--pid-file", help="file to write the init's host pid to")
@@ -560,36 +560,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.set_defaults(func=cmd_create)
 
-    for name, func, text in (("start", cmd_start, "executes the user defined process in a created container"),
-                             ("state", cmd_state, "output the state of a container"),
-                             ("pause", cmd_pause, "pause suspends all processes inside the container"),
-                             ("resume", cmd_resume, "resumes all processes that have been previously paused")):
+
+def _verb_simple(name, func, text):
+    def add(verbs):
         p = verbs.add_parser(name, help=text)
         p.add_argument("id")
         p.set_defaults(func=func)
+    return add
 
+
+def _verb_kill(verbs):
     p = verbs.add_parser("kill", help="send a signal (default: SIGTERM) to the container's init")
     p.add_argument("--all", "-a", action="store_true", help="send it to every process of the container")
     p.add_argument("id")
     p.add_argument("signal", nargs="?", default="SIGTERM")
     p.set_defaults(func=cmd_kill)
 
+
+def _verb_delete(verbs):
     p = verbs.add_parser("delete", help="delete what the container holds (it must have stopped)")
     p.add_argument("--force", "-f", action="store_true", help="kill it first (SIGKILL) if it still runs")
     p.add_argument("id")
     p.set_defaults(func=cmd_delete)
 
+
+def _verb_ps(verbs):
     p = verbs.add_parser("ps", help="the processes running inside the container")
     p.add_argument("--format", "-f", default="table", help="table (ps -ef) or json (host pids)")
     p.add_argument("id")
     p.add_argument("ps_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_ps)
 
+
+def _verb_list(verbs):
     p = verbs.add_parser("list", help="list the containers under --root")
     p.add_argument("--format", "-f", default="table", help="table or json")
     p.add_argument("--quiet", "-q", action="store_true", help="only the ids")
     p.set_defaults(func=cmd_list)
 
+
+def _verb_exec(verbs):
     p = verbs.add_parser("exec", help="execute a new process inside the container")
     p.add_argument("--process", "-p", help="an OCI process.json to run")
     p.add_argument("--tty", "-t", action="store_true", help="allocate a pseudo-TTY")
@@ -608,6 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_exec)
 
+
+def _verb_spec(verbs):
     p = verbs.add_parser("spec", help="write Docker's default config.json into a bundle")
     p.add_argument("--bundle", "-b", default=".", help="bundle directory (default: .)")
     p.add_argument("--rootfs", default="rootfs", help="root.path (default: rootfs)")
@@ -616,18 +628,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER, help="the container's command (default: sh)")
     p.set_defaults(func=cmd_spec)
 
+
+def _verb_run(verbs):
     p = verbs.add_parser("run", help="create, start and wait for a container, then delete it")
     p.add_argument("--bundle", "-b", default=".", help="bundle directory (default: .)")
     p.add_argument("--pid-file", help="file to write the init's host pid to")
     p.add_argument("id", help="container id (its cgroup is /minidocker/ID unless the spec says)")
     p.set_defaults(func=cmd_run)
+
+
+#: Each verb's arguments, in the order ``--help`` lists them.
+VERBS = {
+    "create": _verb_create,
+    "start": _verb_simple("start", cmd_start, "executes the user defined process in a created container"),
+    "state": _verb_simple("state", cmd_state, "output the state of a container"),
+    "kill": _verb_kill,
+    "delete": _verb_delete,
+    "pause": _verb_simple("pause", cmd_pause, "pause suspends all processes inside the container"),
+    "resume": _verb_simple("resume", cmd_resume, "resumes all processes that have been previously paused"),
+    "ps": _verb_ps,
+    "list": _verb_list,
+    "exec": _verb_exec,
+    "spec": _verb_spec,
+    "run": _verb_run,
+}
+
+#: Global options that take a value (to find the verb without parsing everything).
+_GLOBAL_WITH_VALUE = ("--root", "--log", "--log-format")
+
+
+def find_verb(argv) -> str | None:
+    """The verb of a command line (the first word that is not a global option)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _GLOBAL_WITH_VALUE:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``only``, just that verb's part (an engine
+    starts this program three times per container: building twelve sub-parsers each
+    time would be a good part of its run time)."""
+    from .spec import OCI_VERSION
+    from .. import __version__
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=states.DEFAULT_ROOT,
+                        help=f"root directory for storage of container state (default: {states.DEFAULT_ROOT})")
+    parser.add_argument("--log", help="set the log file to write runtime logs to (default: stderr)")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="set the log format (default: text)")
+    parser.add_argument("--debug", action="store_true", help="enable debug logging")
+    parser.add_argument("--systemd-cgroup", action="store_true",
+                        help="refused: this runtime manages cgroupfs paths only")
+    parser.add_argument("--version", "-v", action="version",
+                        version=f"{PROG} version {__version__}\nspec: {OCI_VERSION}\n"
+                                f"python: {sys.version.split()[0]}")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    for name, add in VERBS.items():
+        if only is None or only not in VERBS or name == only:
+            add(verbs)
     return parser
 
 
 def main(argv=None) -> int:
     log = Log()
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(find_verb(argv)).parse_args(argv)
         log = Log(args.log, args.log_format, args.debug)
         if args.systemd_cgroup:
             raise InvalidInput("--systemd-cgroup is not supported: this runtime manages "
