@@ -18,8 +18,8 @@ themselves: they write an OCI bundle and call ``runc`` with a handful of verbs::
     spec / run                                                     a bundle by hand
 
 Each verb is a new process: what ``create`` did is written under ``--root`` (see
-:mod:`.state`), and the container's init waits for ``start`` on a FIFO there (see
-:mod:`.create`). The flags, messages, output and exit codes are runc 1.1's, because
+:mod:`minidocker.runtime.state`), and the container's init waits for ``start`` on a FIFO there (see
+:mod:`minidocker.runtime.create`). The flags, messages, output and exit codes are runc 1.1's, because
 engines parse them: podman reads ``--log`` (``--log-format json``) when a verb fails,
 and maps "executable file not found" to exit 127. Only the standard library is used.
 """
@@ -473,7 +473,7 @@ def cmd_spec(args, log: Log) -> int:
         raise InvalidInput(f"File {path} exists. Remove it first (or use --force)")
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     spec = runtime_spec.default_spec(command or ["sh"], hostname=args.hostname,
-                                     rootfs=args.rootfs)
+                                     rootfs=args.rootfs, cgroups_path=args.cgroups_path)
     os.makedirs(args.bundle, exist_ok=True)
     runtime_spec.write_spec(args.bundle, spec)
     print(path)
@@ -624,6 +624,8 @@ def _verb_spec(verbs):
     p.add_argument("--bundle", "-b", default=".", help="bundle directory (default: .)")
     p.add_argument("--rootfs", default="rootfs", help="root.path (default: rootfs)")
     p.add_argument("--hostname", default="minidocker")
+    p.add_argument("--cgroups-path", help="linux.cgroupsPath (default: none, which this "
+                   "runtime reads as /minidocker/ID and runc as ID below its own cgroup)")
     p.add_argument("--force", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the container's command (default: sh)")
     p.set_defaults(func=cmd_spec)
@@ -707,6 +709,12 @@ def main(argv=None) -> int:
         return args.func(args, log)
     except MinidockerError as e:
         return log.fatal(str(e))
+    except BrokenPipeError:
+        # The reader went away (``state ID | grep -q running``): end quietly, as a
+        # program killed by SIGPIPE would; stdout is pointed at /dev/null so that
+        # Python's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as e:
         return log.fatal(_describe(e))
     except KeyboardInterrupt:

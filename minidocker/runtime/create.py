@@ -18,7 +18,7 @@ once, and the init is *re-parented*: when a process exits, the kernel gives its
 children to the nearest ancestor marked ``PR_SET_CHILD_SUBREAPER``, or else to PID 1
 of the namespace (``prctl(2)``). The caller is a subreaper, so the init becomes its
 child and the caller can ``waitpid`` it directly. ``minidocker-runtime create``
-(:mod:`.cli`) is that caller too, but it exits as soon as the init is ready, never
+(:mod:`minidocker.runtime.cli`) is that caller too, but it exits as soon as the init is ready, never
 waiting for it: then the init is re-parented once more, to whoever is the subreaper
 above ``create`` (conmon for podman, containerd-shim for Docker) and who will reap it.
 
