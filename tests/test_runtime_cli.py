@@ -223,13 +223,14 @@ def test_exec_args_flags_process_file_and_detach(root, bundle, tmp_path):
     r = runtime_cli(root, "exec", "--env", "EXTRA=2", "--cwd", "/tmp", "--user", "1000:1000", cid,
                     "sh", "-c", 'echo "$FROM_SPEC $EXTRA $(pwd) $(id -u):$(id -g)"; exit 4')
     assert (r.returncode, r.stdout) == (4, "1 2 /tmp 1000:1000\n"), r.stderr
-    process = {"args": ["sh", "-c", "echo from-file $A; cat /proc/self/status | grep ^CapEff"],
+    process = {"args": ["sh", "-c", "echo from-file $A $HOME; ulimit -n; grep ^CapEff /proc/self/status"],
                "env": ["A=b", "PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0},
                "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
-                                "permitted": ["CAP_KILL"]}}
+                                "permitted": ["CAP_KILL"]},
+               "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}]}
     (tmp_path / "process.json").write_text(json.dumps(process))
     r = runtime_cli(root, "exec", "--process", tmp_path / "process.json", cid)
-    assert r.stdout.split() == ["from-file", "b", "CapEff:", "0000000000000020"], r.stderr
+    assert r.stdout.split() == ["from-file", "b", "/root", "512", "CapEff:", "0000000000000020"], r.stderr
     # --detach: returns at once; the pid file names the process, which lives on
     pid_file = tmp_path / "exec.pid"
     r = runtime_cli(root, "exec", "--detach", "--pid-file", pid_file, cid, "sleep", "100")

@@ -10,8 +10,14 @@ The engine writes a bundle (``config.json`` + ``rootfs/``, see :mod:`.spec`) and
 Read in this order: :mod:`.spec` (the config), :mod:`.create` (the processes),
 :mod:`.resources` (the cgroup), :mod:`.rootfs` (the mounts), :mod:`.process` (user,
 capabilities, exec), :mod:`.seccomp` (the system call filter), :mod:`.pty`,
-:mod:`.exec` (``docker exec``). ``python -m minidocker.runtime spec|run`` runs a
-bundle on its own, like ``runc spec`` / ``runc run``. Only the standard library is used.
+:mod:`.exec` (``docker exec``).
+
+The same code behind runc's command line, for any engine to drive (podman through
+conmon, ``minidocker run --runtime minidocker-runtime``): ``minidocker-runtime`` or
+``python -m minidocker.runtime`` with ``create``, ``start``, ``state``, ``kill``,
+``delete``, ``pause``, ``resume``, ``ps``, ``list``, ``exec``, ``spec``, ``run``; read
+:mod:`.cli` (the verbs), :mod:`.state` (what one verb leaves for the next) and
+:mod:`.console` (``--console-socket``). Only the standard library is used.
 """
 
 from . import spec

@@ -404,7 +404,7 @@ def cmd_exec(args, log: Log) -> int:
                           capabilities=process.get("capabilities"),
                           no_new_privileges=bool(process.get("noNewPrivileges")),
                           seccomp_profile=(config.get("linux") or {}).get("seccomp"),
-                          preserve_fds=args.preserve_fds)
+                          preserve_fds=args.preserve_fds, rlimits=process.get("rlimits"))
     try:
         if handle.exec_error:
             handle.wait(forward_signals=False)

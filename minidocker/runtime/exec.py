@@ -52,12 +52,13 @@ def container_environment(pid: int) -> list[str]:
 def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 0,
              terminal: bool = False, stdio=(0, 1, 2), *, additional_gids=(),
              capabilities=None, no_new_privileges=None, seccomp_profile=None,
-             preserve_fds: int = 0) -> ContainerProcess:
+             preserve_fds: int = 0, rlimits=None) -> ContainerProcess:
     """Start ``args`` inside the container whose PID 1 has host pid ``pid``.
 
     ``seccomp_profile`` is the container's ``linux.seccomp`` (a filter cannot be read
     back from a running process, so the caller passes it on, as Docker does).
-    ``preserve_fds`` passes our fds 3 ... 3+N-1 on too (``runc exec --preserve-fds``).
+    ``preserve_fds`` passes our fds 3 ... 3+N-1 on too (``runc exec --preserve-fds``);
+    ``rlimits`` are a process.json's ``rlimits`` (podman gives an exec the container's).
 
     Returns a handle (``.pid``, ``.master_fd`` with ``terminal``, ``.wait()``,
     ``.exec_error``) once the command has been exec'd (or failed to be).
@@ -86,7 +87,7 @@ def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 
             parent_end.close()
             _intermediate(pid, cgroup, child_end, list(args), env, cwd, user, terminal,
                           stdio, capabilities, no_new_privileges, seccomp_profile,
-                          extra_fds(preserve_fds))
+                          extra_fds(preserve_fds), rlimits)
         child_end.close()
         _handshake(handle, intermediate)
     except BaseException:
@@ -117,14 +118,14 @@ def _handshake(handle: ContainerProcess, intermediate: int) -> None:
 
 
 def _intermediate(pid, cgroup, sock, args, env, cwd, user, terminal, stdio, caps, nnp,
-                  seccomp_profile, preserved) -> None:
+                  seccomp_profile, preserved, rlimits) -> None:
     try:
         cgroup.join()
         namespaces.enter(pid)
         child = os.fork()
         if child == 0:
             _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_profile,
-                        preserved)
+                        preserved, rlimits)
         send_message(sock, {"pid": child})
     except BaseException as e:
         _report_and_exit(sock, e)
@@ -132,7 +133,7 @@ def _intermediate(pid, cgroup, sock, args, env, cwd, user, terminal, stdio, caps
 
 
 def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_profile,
-                preserved) -> None:
+                preserved, rlimits) -> None:
     try:
         setup_stdio(stdio)
         os.setsid()
@@ -140,6 +141,7 @@ def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_
         if terminal:
             master, slave = ptys.open_pty_in("/dev/pts")
             ptys.attach_to_terminal(slave)
+        proc_steps.apply_rlimits(rlimits)
         if seccomp_profile:
             seccomp.install(seccomp_profile)
         in_cwd = proc_steps.change_dir(cwd or "/", before_user=True)
@@ -147,6 +149,7 @@ def _exec_child(sock, args, env, cwd, user, terminal, stdio, caps, nnp, seccomp_
         if not in_cwd:
             proc_steps.change_dir(cwd or "/", before_user=False)
         environment = proc_steps.env_dict(env)
+        environment.setdefault("HOME", proc_steps.home_of(os.getuid()))   # as runc exec
         close_fds_except({sock.fileno(), *preserved} | ({master} if master is not None else set()))
         pass_on(preserved)
         send_message(sock, {"ready": True}, [master] if master is not None else ())
