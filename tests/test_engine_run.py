@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -143,6 +144,59 @@ def test_pids_and_cpus_limits_are_applied(md):
     out = md.out("run", "--rm", "--cpus", "0.5", "busybox", "sh", "-c",
                  "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
     assert out.split()[0] == "50000"
+
+
+def test_out_of_range_limits_are_refused_at_create_with_dockers_messages(md):
+    """What ``verifyPlatformContainerResources`` refuses, refused the same way: one line,
+    exit 125, and no container record left behind (by ``run`` or ``create``)."""
+    ncpu = os.cpu_count()
+    cpus = f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+    cases = [
+        (["--cpus", "-1"], cpus),
+        (["--cpus", "0.001"], cpus),          # a 100 µs quota: under the kernel's 1 ms floor
+        (["--cpus", str(ncpu + 1)], cpus),
+        (["-m", "4m"], "Minimum memory limit allowed is 6MB"),
+        (["-m", "32m", "--memory-swap", "16m"],
+         "Minimum memoryswap limit should be larger than memory limit, see usage"),
+        (["--memory-swap", "64m"],
+         "You should always set the Memory limit when using Memoryswap limit, see usage"),
+        (["--cpu-shares", "-5"], "shares: invalid argument"),
+    ]
+    before = md.out("ps", "-aq")
+    for flags, message in cases:
+        for verb in ("run", "create"):
+            r = md(verb, "--network", "none", *flags, "busybox", "true")
+            assert (r.returncode, r.stderr) == (125, f"minidocker: {message}\n"), (flags, r.stderr)
+    assert md.out("ps", "-aq") == before
+
+
+def _cgroup_file(md, flags, v1_file, v2_file):
+    """One cgroup file of a container run with ``flags``, read from inside it."""
+    return md.out("run", "--rm", "--network", "none", *flags, "busybox", "sh", "-c",
+                  f"cat /sys/fs/cgroup/{v2_file} 2>/dev/null || cat /sys/fs/cgroup/{v1_file}").strip()
+
+
+def test_limits_at_the_edges_docker_accepts_are_applied(md):
+    """The other side of each edge: 0.01 CPUs, 6 MB, ``--pids-limit`` 0 or -1 (unlimited
+    since API 1.41, stored as no limit at all), swap allowed up to --memory-swap,
+    and --cpu-shares as the scheduler takes it (1 is raised to its floor of 2)."""
+    assert _cgroup_file(md, ["--cpus", "0.01"], "cpu/cpu.cfs_quota_us", "cpu.max").split()[0] == "1000"
+    assert _cgroup_file(md, ["-m", "6m"], "memory/memory.limit_in_bytes", "memory.max") == str(6 << 20)
+    for unlimited in ("0", "-1"):
+        assert _cgroup_file(md, ["--pids-limit", unlimited], "pids/pids.max", "pids.max") == "max"
+        cid = md.out("create", "--pids-limit", unlimited, "busybox", "true").strip()
+        assert json.loads(md.out("inspect", cid))[0]["HostConfig"]["PidsLimit"] is None
+        md.out("rm", cid)
+    assert _cgroup_file(md, ["-c", "512"], "cpu/cpu.shares", "cpu.weight") in ("512", "20")
+    assert _cgroup_file(md, ["-c", "1"], "cpu/cpu.shares", "cpu.weight") in ("2", "1")
+    swap = _cgroup_file(md, ["-m", "32m", "--memory-swap", "64m"],
+                        "memory/memory.memsw.limit_in_bytes", "memory.swap.max")
+    assert swap in (str(64 << 20), str(32 << 20))   # v1 memsw = RAM + swap; v2 swap alone
+    unlimited = _cgroup_file(md, ["-m", "32m", "--memory-swap", "-1"],
+                             "memory/memory.memsw.limit_in_bytes", "memory.swap.max")
+    assert unlimited == "max" or int(unlimited) > 1 << 60
+    no_swap = _cgroup_file(md, ["-m", "32m"], "memory/memory.memsw.limit_in_bytes", "memory.swap.max")
+    assert no_swap in (str(32 << 20), "0")
 
 
 def test_detached_lifecycle(md):

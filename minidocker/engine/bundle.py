@@ -65,12 +65,22 @@ def build_spec(c, extra_env: list[str] = (), extra_mounts: list[dict] = ()) -> d
         additional_gids=extra_gids, readonly_rootfs=bool(hostcfg.get("ReadonlyRootfs")),
         memory=hostcfg.get("Memory") or None, cpus=nano_cpus / 1e9 if nano_cpus else None,
         pids_limit=hostcfg.get("PidsLimit") or None, cgroups_path=c.cgroup,
+        memory_swap=hostcfg.get("MemorySwap") or None, cpu_shares=kernel_shares(hostcfg.get("CpuShares")),
         capabilities=capabilities(hostcfg), no_new_privileges=no_new_privileges(hostcfg),
         namespaces=namespaces_for(st), mounts=mounts, privileged=bool(hostcfg.get("Privileged")),
         seccomp=seccomp_option(hostcfg))
     # Not fsync'd: it is written again from state.json at every start.
     paths.write_json(os.path.join(c.bundle, "config.json"), spec, durable=False)
     return spec
+
+
+def kernel_shares(shares) -> int | None:
+    """``--cpu-shares`` as the kernel takes it: Docker passes any value on, and the
+    scheduler clamps it to 2..262144 (``MIN_SHARES``/``MAX_SHARES``); it is clamped here
+    the same way, so that ``-c 1`` runs as under Docker. 0 (unset) means the default."""
+    if not shares:
+        return None
+    return min(max(int(shares), 2), 262144)
 
 
 def capabilities(hostcfg: dict) -> list[str]:
