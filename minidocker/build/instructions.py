@@ -233,9 +233,13 @@ def prepare_volume(build, stage, inst: Instruction) -> Step:
 
 
 def prepare_user(build, stage, inst: Instruction) -> Step:
-    user = expand(stage, inst, " ".join(inst.args)).strip()
-    if not user:
+    """``USER name[:group]``. Docker counts the arguments *before* expansion: ``USER``
+    alone is an error, but ``USER $EMPTY`` (a word that expands to nothing) is one
+    argument, and sets the user to "" -- unset, so the next RUN and the container run
+    as root, whatever an earlier USER said."""
+    if not inst.args:
         raise inst.error("USER requires exactly one argument")
+    user = expand(stage, inst, " ".join(inst.args)).strip()
 
     def apply():
         cfg(stage)["User"] = user
