@@ -211,10 +211,10 @@ MIN_NANO_CPUS = 10**7
 
 
 def _checked_security_opts(opts) -> list[str]:
-    """``--security-opt`` values, refused now if bad (before any record exists)."""
-    from .bundle import security_options
-    security_options(opts)
-    return list(opts or ())
+    """``--security-opt`` values, refused now if bad (before any record exists); a
+    seccomp profile file is read and checked now, and its JSON kept."""
+    from .bundle import read_security_opts
+    return read_security_opts(opts)
 
 
 def _parse_mount(spec: str) -> dict:

@@ -133,7 +133,8 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
     ``mounts`` are appended to Docker's default mounts (bind mounts of
     /etc/hostname, /etc/hosts, /etc/resolv.conf, volumes). ``seccomp=True`` adds a
     system call filter refusing what Docker's default profile refuses to an
-    unprivileged container (:func:`minidocker.runtime.seccomp.docker_like_profile`).
+    unprivileged container (:func:`minidocker.runtime.seccomp.docker_like_profile`);
+    a dict is a ``linux.seccomp`` section to use as it is.
     """
     if not args:
         raise InvalidInput("no command specified")
@@ -182,7 +183,9 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
     }
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
-    if seccomp and not privileged:
+    if isinstance(seccomp, dict) and not privileged:
+        linux["seccomp"] = seccomp           # a profile already made for these capabilities
+    elif seccomp and not privileged:
         from .seccomp import docker_like_profile
         linux["seccomp"] = docker_like_profile(caps)
     if not privileged:
