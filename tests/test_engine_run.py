@@ -160,7 +160,8 @@ def test_seccomp_profile_file_as_docker_reads_it(md, tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('{\n  "defaultAction": "SCMP_ACT_ALLOW",\n  "syscalls": [\n    {"names": ["mkdir"] "action": 1}\n]}',
+    ('{\n  "defaultAction": "SCMP_ACT_ALLOW",\n  "syscalls": [\n'
+     '    {"names": ["mkdir"] "action": 1}\n]}',
      "not JSON: line 4 column 25: Expecting ',' delimiter"),
     ('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOPE"}]}',
      'syscalls[0].action: unknown action "SCMP_ACT_NOPE"'),
@@ -174,7 +175,8 @@ def test_seccomp_profile_file_as_docker_reads_it(md, tmp_path):
     ('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [""], "action": "SCMP_ACT_ERRNO"}]}',
      "syscalls[0].names[0]: empty string is not a valid syscall"),
     ('{"defaultAction": "SCMP_ACT_ALLOW", "syscall": []}', "syscall: unknown field"),
-    ('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_LOG"}]}',
+    ('{"defaultAction": "SCMP_ACT_ALLOW",'
+     ' "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_LOG"}]}',
      "syscalls[0]: 'name' and 'names' were specified in the seccomp profile, use either 'name' or 'names'"),
     ('{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],'
      ' "archMap": [{"architecture": "SCMP_ARCH_X86_64"}]}',

@@ -641,12 +641,14 @@ def test_seccomp_profile_compiles_to_bpf():
 @pytest.mark.parametrize("section, message", [
     ({"syscalls": []}, "defaultAction: missing"),
     ({"defaultAction": "SCMP_ACT_NOTIFY"}, "defaultAction: SCMP_ACT_NOTIFY needs a seccomp agent"),
-    ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"]}]}, r"syscalls\[0\].action: missing"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"]}]},
+     r"syscalls\[0\].action: missing"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
                                                        "errnoRet": 70000}]},
      r"syscalls\[0\].errnoRet: 70000 is not an errno"),
-    ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
-                                                       "args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]},
+    ({"defaultAction": "SCMP_ACT_ALLOW",
+      "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]},
      r"syscalls\[0\].args\[0\].value: -1 is not an unsigned 64-bit number"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_FAST"]},
      r'flags\[0\]: unknown flag "SECCOMP_FILTER_FLAG_FAST"'),
@@ -668,7 +670,8 @@ ARG_SAMPLES = [0, 1, 7, 8, 9, 0xFFFFFFFF, 1 << 32, (1 << 32) + 8, (5 << 32) + 3,
     ("SCMP_CMP_GE", 8, 0, lambda a: a >= 8),
     ("SCMP_CMP_LT", (1 << 32) + 8, 0, lambda a: a < (1 << 32) + 8),
     ("SCMP_CMP_LE", 8, 0, lambda a: a <= 8),
-    ("SCMP_CMP_MASKED_EQ", (1 << 32) | 0xF, (1 << 32) | 8, lambda a: a & ((1 << 32) | 0xF) == (1 << 32) | 8),
+    ("SCMP_CMP_MASKED_EQ", (1 << 32) | 0xF, (1 << 32) | 8,
+     lambda a: a & ((1 << 32) | 0xF) == (1 << 32) | 8),
 ])
 def test_seccomp_argument_conditions_as_the_kernel_runs_them(op, value, two, holds):
     """The filter runs in the kernel: getppid(2) ignores its arguments, but the filter
