@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from ..errors import InvalidInput, MinidockerError
+from .spec import RUNC_APPENDED_DEVICE_RULES
 
 
 def cgroup_path(spec: dict, container_id: str) -> str:
@@ -58,7 +59,9 @@ def apply_resources(cg, resources: dict) -> None:
     """Write the memory, cpu, pids and device limits into the cgroup."""
     memory = (resources.get("memory") or {}).get("limit")
     if memory:
-        cg.set_memory(int(memory))
+        # OCI's memory.swap is RAM plus swap, as --memory-swap (absent: no swap at all).
+        swap = (resources.get("memory") or {}).get("swap")
+        cg.set_memory(int(memory), swap=int(swap) if swap else None)
     cpu = resources.get("cpu") or {}
     if cpu.get("quota") and cpu.get("quota") > 0:
         cg.set_cpus(cpu["quota"] / (cpu.get("period") or 100_000))
@@ -68,7 +71,6 @@ def apply_resources(cg, resources: dict) -> None:
     if pids and pids > 0:
         cg.set_pids(int(pids))
     if "devices" in resources:
-        from .spec import RUNC_APPENDED_DEVICE_RULES
         apply_device_rules(cg, list(resources["devices"]) + RUNC_APPENDED_DEVICE_RULES)
 
 
