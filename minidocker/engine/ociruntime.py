@@ -107,8 +107,9 @@ class OciRuntimeProcess:
             r = run_runtime(binary, *args, c.id, stdin=stdin, stdout=stdout, stderr=stderr)
             if r.returncode != 0:
                 message = last_error(log)
-                if "unable to start container process: exec: " in message:
-                    raise CommandNotRunnable(message.split("unable to start container process: ", 1)[1])
+                prefix = "unable to start container process: "
+                if prefix + "exec: " in message:
+                    raise CommandNotRunnable(message.split(prefix, 1)[1])
                 raise MinidockerError(f"{os.path.basename(binary)} create failed: {message}")
             master = console.receive() if console is not None else None
         finally:

@@ -31,9 +31,18 @@ import json
 import os
 import signal
 import sys
+import time
 
+from .. import __version__
+from ..clock import rfc3339
 from ..errors import InvalidInput, MinidockerError, NotFound
+from . import spec as runtime_spec
 from . import state as states
+from .console import check_console_socket, send_console
+from .create import create, release_init, start
+from .exec import spawn_in
+from .pty import relay_terminal
+from .spec import OCI_VERSION, load_spec, rootfs_path
 
 PROG = "minidocker-runtime"
 
@@ -51,7 +60,6 @@ class Log:
         self.path, self.format, self.debug_on = path, fmt, debug
 
     def line(self, level: str, message: str) -> str:
-        import time
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.format == "json":
             return json.dumps({"level": level, "msg": message, "time": now}, sort_keys=True)
@@ -130,7 +138,6 @@ def open_state(args, container_id: str) -> states.ContainerState:
 def wait_gone(st: states.ContainerState, timeout: float = 10.0) -> bool:
     """Wait for the init to have exited (a zombie counts: it only waits to be reaped by
     its parent, conmon or the shim, not by us)."""
-    import time
     deadline = time.monotonic() + timeout
     while st.init_alive():
         if time.monotonic() >= deadline:
@@ -159,9 +166,9 @@ def signal_all(cg, sig: int) -> None:
     a new one between our reading the list and our signals (runc does the same)."""
     frozen_before = cg.is_frozen()
     try:
-        cg._freeze(True)
+        cg.freeze()
     except OSError:
-        pass
+        frozen_before = True    # no freezer here: signal them as they run
     try:
         for pid in cg.pids(recursive=True):
             try:
@@ -170,18 +177,11 @@ def signal_all(cg, sig: int) -> None:
                 pass
     finally:
         if not frozen_before:
-            try:
-                cg._freeze(False)
-            except OSError:
-                pass
+            cg.thaw()
 
 
 # --------------------------------------------------------------------------- verbs
 def cmd_create(args, log: Log) -> int:
-    from .console import check_console_socket, send_console
-    from .create import create
-    from .spec import load_spec, rootfs_path
-    from ..clock import rfc3339
 
     bundle = os.path.abspath(args.bundle)
     st = states.ContainerState(args.root, args.id)
@@ -229,7 +229,6 @@ def _check_terminal_flags(terminal: bool, console: str | None, detach: bool) -> 
 
 
 def cmd_start(args, log: Log) -> int:
-    from .create import release_init
     with open_state(args, args.id) as st:
         status = st.status()
         if status == states.STOPPED:
@@ -275,10 +274,9 @@ def cmd_delete(args, log: Log) -> int:
         st = open_state(args, args.id)
     except NotFound:
         # A directory without state.json is a create that died half-way: clear it.
-        leftover = os.path.join(args.root, states.check_id(args.id))
-        if os.path.isdir(leftover):
-            import shutil
-            shutil.rmtree(leftover, ignore_errors=True)
+        leftover = states.ContainerState(args.root, args.id)
+        if os.path.isdir(leftover.dir):
+            leftover.remove()
         if args.force:
             return 0
         raise
@@ -381,15 +379,13 @@ def tabulate(rows: list[list[str]], minwidth: int = 12, padding: int = 3) -> str
 
 
 def cmd_exec(args, log: Log) -> int:
-    from .console import check_console_socket, send_console
-    from .exec import spawn_in
-    from .pty import relay_terminal
     with open_state(args, args.id) as st:
         status = st.status()
         if status == states.STOPPED:
             raise MinidockerError("cannot exec in a stopped container")
         if status == states.PAUSED and not args.ignore_paused:
-            raise MinidockerError("cannot exec in a paused container (use --ignore-paused to override)")
+            raise MinidockerError("cannot exec in a paused container "
+                                  "(use --ignore-paused to override)")
         config = st.data.get("config") or {}
         process = _exec_process(args, config)
         terminal = bool(process.get("terminal"))
@@ -408,7 +404,8 @@ def cmd_exec(args, log: Log) -> int:
     try:
         if handle.exec_error:
             handle.wait(forward_signals=False)
-            raise MinidockerError(f"exec failed: unable to start container process: {handle.exec_error}")
+            raise MinidockerError("exec failed: unable to start container process: "
+                                  f"{handle.exec_error}")
         log.debug(f"exec in {args.id}: pid {handle.pid}")
         if args.pid_file:
             write_pid_file(args.pid_file, handle.pid)
@@ -467,7 +464,6 @@ def _exec_process(args, config: dict) -> dict:
 
 
 def cmd_spec(args, log: Log) -> int:
-    from . import spec as runtime_spec
     path = os.path.join(args.bundle, "config.json")
     if os.path.exists(path) and not args.force:
         raise InvalidInput(f"File {path} exists. Remove it first (or use --force)")
@@ -483,10 +479,6 @@ def cmd_spec(args, log: Log) -> int:
 def cmd_run(args, log: Log) -> int:
     """create + start + wait + delete in one process (``runc run``): the container's
     exit code is ours; its terminal, if it has one, is relayed to ours."""
-    from .create import create, start
-    from .pty import relay_terminal
-    from .spec import load_spec, rootfs_path
-    from ..clock import rfc3339
     bundle = os.path.abspath(args.bundle)
     spec = load_spec(bundle)
     st = states.ContainerState(args.root, args.id).make()
@@ -510,7 +502,7 @@ def cmd_run(args, log: Log) -> int:
         if proc is not None:
             proc.cleanup()
         if os.path.isdir(st.dir):
-            st._lock()
+            st.lock()
             st.remove()
         st.close()
 
@@ -571,7 +563,8 @@ def _verb_simple(name, func, text):
 
 def _verb_kill(verbs):
     p = verbs.add_parser("kill", help="send a signal (default: SIGTERM) to the container's init")
-    p.add_argument("--all", "-a", action="store_true", help="send it to every process of the container")
+    p.add_argument("--all", "-a", action="store_true",
+                   help="send it to every process of the container")
     p.add_argument("id")
     p.add_argument("signal", nargs="?", default="SIGTERM")
     p.set_defaults(func=cmd_kill)
@@ -579,7 +572,8 @@ def _verb_kill(verbs):
 
 def _verb_delete(verbs):
     p = verbs.add_parser("delete", help="delete what the container holds (it must have stopped)")
-    p.add_argument("--force", "-f", action="store_true", help="kill it first (SIGKILL) if it still runs")
+    p.add_argument("--force", "-f", action="store_true",
+                   help="kill it first (SIGKILL) if it still runs")
     p.add_argument("id")
     p.set_defaults(func=cmd_delete)
 
@@ -642,12 +636,14 @@ def _verb_run(verbs):
 #: Each verb's arguments, in the order ``--help`` lists them.
 VERBS = {
     "create": _verb_create,
-    "start": _verb_simple("start", cmd_start, "executes the user defined process in a created container"),
+    "start": _verb_simple("start", cmd_start,
+                          "executes the user defined process in a created container"),
     "state": _verb_simple("state", cmd_state, "output the state of a container"),
     "kill": _verb_kill,
     "delete": _verb_delete,
     "pause": _verb_simple("pause", cmd_pause, "pause suspends all processes inside the container"),
-    "resume": _verb_simple("resume", cmd_resume, "resumes all processes that have been previously paused"),
+    "resume": _verb_simple("resume", cmd_resume,
+                           "resumes all processes that have been previously paused"),
     "ps": _verb_ps,
     "list": _verb_list,
     "exec": _verb_exec,
@@ -674,11 +670,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser; with ``only``, just that verb's part (an engine
     starts this program three times per container: building twelve sub-parsers each
     time would be a good part of its run time)."""
-    from .spec import OCI_VERSION
-    from .. import __version__
     parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=states.DEFAULT_ROOT,
-                        help=f"root directory for storage of container state (default: {states.DEFAULT_ROOT})")
+                        help="root directory for storage of container state "
+                             f"(default: {states.DEFAULT_ROOT})")
     parser.add_argument("--log", help="set the log file to write runtime logs to (default: stderr)")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
                         help="set the log format (default: text)")

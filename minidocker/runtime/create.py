@@ -588,7 +588,8 @@ def _container_init(spec: dict, rootfs: str, sock: socket.socket, stdio, entries
             proc_steps.change_dir(cwd, before_user=False)
         env = proc_steps.env_dict(process.get("env"))
         env.setdefault("HOME", proc_steps.home_of(os.getuid()))
-        close_fds_except({sock.fileno(), fifo_fd, *preserved} | ({master} if master is not None else set()))
+        close_fds_except({sock.fileno(), fifo_fd, *preserved}
+                         | ({master} if master is not None else set()))
         pass_on(preserved)
         ready = {"ready": True}
         try:

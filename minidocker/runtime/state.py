@@ -107,13 +107,13 @@ class ContainerState:
             os.mkdir(self.dir, 0o711)
         except FileExistsError:
             raise Conflict(f"container with id exists: {self.id}") from None
-        self._lock()
+        self.lock()
         return self
 
     def open(self) -> "ContainerState":
         """Lock an existing container's directory and read ``state.json``."""
         try:
-            self._lock()
+            self.lock()
         except FileNotFoundError:
             raise NotFound("container does not exist") from None
         if os.fstat(self._fd).st_nlink == 0:
@@ -129,7 +129,8 @@ class ContainerState:
             raise NotFound("container does not exist") from None
         return self
 
-    def _lock(self) -> None:
+    def lock(self) -> None:
+        """Take the exclusive lock on the directory (waits for whoever holds it)."""
         self._fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 
