@@ -71,7 +71,14 @@ def _create(image, command, opts):
             float(opts["cpus"])
         except ValueError:
             raise MinidockerError(f'invalid argument "{opts["cpus"]}" for "--cpus" flag') from None
-    return create_container(_store(), image, list(command) or None, opts)
+    return create_container(_store(), image, list(command) or None, opts, pull=_pull)
+
+
+def _pull(image_ref, store, out):
+    """How ``run`` and ``create`` fetch a missing image: the front end hands the engine
+    the registry client (the engine never imports it; requests loads only here)."""
+    from ..registry import client
+    return client.pull(image_ref, store, out=out)
 
 
 @click.command(context_settings=PASS_THROUGH)

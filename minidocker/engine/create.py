@@ -15,6 +15,7 @@ import os
 import sys
 
 from ..errors import InvalidInput, MinidockerError, NotFound
+from ..image.reference import familiar
 from .containers import Container, new_id, new_record
 
 def parse_env(items, env_files=()) -> list[str]:
@@ -52,24 +53,23 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     return result
 
 
-def find_image(image_ref: str, store, pull: str = "missing", out=sys.stderr) -> str:
+def find_image(image_ref: str, store, policy: str = "missing", pull=None, out=sys.stderr) -> str:
     """Resolve ``image_ref`` to an image id, pulling it when it is not here (like Docker's
-    ``--pull missing``; ``always`` pulls first, ``never`` never does)."""
-    if pull == "always":
-        from ..registry import client
-        return client.pull(image_ref, store, out=out)
+    ``--pull missing``; ``always`` pulls first, ``never`` never does).
+
+    ``pull(image_ref, store, out=...)`` fetches an image and returns its id: the front
+    end passes the registry client's. The engine never talks to a registry itself (the
+    layer contracts in pyproject.toml forbid it), so without ``pull`` a missing image
+    is simply not found."""
+    if policy == "always" and pull is not None:
+        return pull(image_ref, store, out=out)
     try:
         return store.resolve(image_ref)
-    except NotFound as missing:
-        if pull == "never":
+    except NotFound:
+        if policy == "never" or pull is None:
             raise
-        try:
-            from ..registry import client
-        except ImportError:
-            raise missing from None
-        from ..image.reference import familiar
-        print(f"Unable to find image '{familiar(image_ref)}' locally", file=out, flush=True)
-        return client.pull(image_ref, store, out=out)
+    print(f"Unable to find image '{familiar(image_ref)}' locally", file=out, flush=True)
+    return pull(image_ref, store, out=out)
 
 
 def _parse_publish(values) -> dict:
@@ -234,16 +234,18 @@ def _parse_mount(spec: str) -> dict:
             "Target": target, "ReadOnly": readonly}
 
 
-def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -> Container:
+def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
+                     pull=None) -> Container:
     """Make the record of a new container (nothing runs yet). Bad options fail first,
-    before an image is pulled or any record exists."""
+    before an image is pulled (with ``pull``, see :func:`find_image`) or any record
+    exists."""
     hostcfg = host_config(opts)
     check_resources(hostcfg)
     from . import volumes
     volumes.validate(hostcfg)
     if hostcfg["Runtime"] not in ("minidocker", "runc"):
         raise InvalidInput(f"unknown or invalid runtime name: {hostcfg['Runtime']}")
-    image_id = find_image(image_ref, store, pull=opts.get("pull") or "missing")
+    image_id = find_image(image_ref, store, opts.get("pull") or "missing", pull)
     image_config = store.image_config(image_id)
     config = container_config(image_config, cmd, {**opts, "image_name": image_ref})
     if not (config["Entrypoint"] or config["Cmd"]):

@@ -30,33 +30,13 @@ from ..errors import Conflict, InvalidInput
 from . import ipam, networks, ports
 
 __all__ = ["attach_container", "detach_container", "cleanup_stale", "network_mode",
-           "netns_mode", "endpoints_config", "endpoints_list", "attach_endpoint", "detach_endpoint"]
+           "endpoints_config", "endpoints_list", "attach_endpoint", "detach_endpoint"]
 
 
 def network_mode(state: dict) -> str:
     """``HostConfig.NetworkMode``, with Docker's ``default`` meaning ``bridge``."""
     mode = ((state.get("HostConfig") or {}).get("NetworkMode") or "bridge").strip()
     return "bridge" if mode == "default" else mode
-
-
-def netns_mode(state: dict) -> tuple[str, str | None]:
-    """What the runtime must do about the network namespace, for the OCI spec:
-
-    * ``("host", None)``   -- no ``network`` namespace entry: share the host's;
-    * ``("join", PATH)``   -- ``container:NAME``: join the other container's namespace;
-    * ``("new", None)``    -- everything else: a new, empty namespace.
-    """
-    mode = network_mode(state)
-    if mode == "host":
-        return "host", None
-    if mode.startswith("container:"):
-        from ..engine import containers
-        other = containers.resolve(mode.split(":", 1)[1])
-        pid = (other.state.get("State") or {}).get("Pid")
-        if not (other.state.get("State") or {}).get("Running") or not pid:
-            raise InvalidInput(f"cannot join network of a non running container: {other.id}")
-        return "join", f"/proc/{pid}/ns/net"
-    return "new", None
 
 
 def _empty_settings(pid: int | None = None) -> dict:
