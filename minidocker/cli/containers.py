@@ -92,24 +92,11 @@ def run(image, command, **opts):
     c = _create(image, command, opts)
     store = _store()
     if opts["detach"]:
-        try:
-            lifecycle.start(c, store, attach=False)
-        except MinidockerError:
-            if opts["rm"]:
-                _quiet_remove(c)
-            raise
+        lifecycle.start(c, store, attach=False)  # --rm: the container's monitor removes it
         click.echo(c.id)
         return
     code = lifecycle.start(c, store, attach=True)
     sys.exit(code)
-
-
-def _quiet_remove(c):
-    from ..engine import lifecycle
-    try:
-        lifecycle.remove(c.reload(), force=True)
-    except (MinidockerError, OSError):
-        pass
 
 
 @click.command(context_settings=PASS_THROUGH)

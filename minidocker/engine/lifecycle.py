@@ -9,7 +9,7 @@ import time
 
 from ..errors import Conflict, InvalidInput
 from . import monitor
-from .containers import Container, delete_record, list_containers
+from .containers import Container, list_containers
 from .logs import read_records
 
 
@@ -40,7 +40,7 @@ def reconcile(c: Container) -> Container:
         try:
             monitor.finish(c, 255)
         finally:
-            _remove_cgroup(c)
+            monitor.remove_cgroup(c)
     return c
 
 
@@ -52,33 +52,14 @@ def reconcile_all() -> list[Container]:
     return containers
 
 
-def _remove_cgroup(c: Container) -> None:
-    """Kill whatever is left in the container's cgroup and delete the group. A group
-    the kernel will not let go (a process stuck in uninterruptible sleep) is reported
-    on stderr, not hidden."""
-    from ..kernel import cgroups
-    cg = cgroups.open_cgroup(c.cgroup)
-    try:
-        if cg.exists():
-            cg.kill_all()
-            cg.remove()
-    except OSError as e:
-        import sys
-        print(f"minidocker: warning: container {c.short_id}: cannot remove its cgroup: {e}",
-              file=sys.stderr)
-
-
 def start(c: Container, store, attach: bool) -> int | None:
-    """Start a created or exited container: attached returns its exit code."""
+    """Start a created or exited container: attached returns its exit code. A ``--rm``
+    container is removed by its monitor when it exits (:func:`.monitor.auto_remove`)."""
     reconcile(c)
     if c.state["State"]["Running"]:
         return None
     if attach:
-        try:
-            return monitor.run(c, store, attach=True)
-        finally:
-            if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir):
-                remove(c.reload(), force=True)
+        return monitor.run(c, store, attach=True)
     monitor.start_detached(c, store)
     return None
 
@@ -119,7 +100,7 @@ def stop(c: Container, timeout: float = 10) -> None:
         except ProcessLookupError:
             pass
     c.wait_for_monitor()
-    c.reload()
+    _reload_unless_removed(c)
 
 
 def wait(c: Container) -> int:
@@ -137,13 +118,19 @@ def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
                            "before attempting removal or force remove")
         kill(c, signal.SIGKILL)
         c.wait_for_monitor()
+        if not _reload_unless_removed(c):
+            return  # a --rm container: its monitor removed it on the way out
+    monitor.remove_stopped(c, volumes=volumes)
+
+
+def _reload_unless_removed(c: Container) -> bool:
+    """Re-read the record after its monitor has exited; False if the monitor removed
+    the container meanwhile (``--rm``)."""
+    try:
         c.reload()
-    monitor.umount_rootfs(c)
-    _remove_cgroup(c)
-    if volumes:
-        from . import volumes as vol
-        vol.remove_anonymous(c.state)
-    delete_record(c)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def logs(c: Container, follow: bool = False, timestamps: bool = False, tail: str = "all",

@@ -24,9 +24,11 @@ import termios
 import tty
 
 from ..errors import MinidockerError
-from .containers import Container, now_iso
+from ..kernel import cgroups
+from .containers import Container, delete_record, now_iso
 from .logs import LogWriter
 from .rootfs import etc_files, mount_rootfs, umount_rootfs, write_hosts
+from .volumes import remove_anonymous
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -171,6 +173,7 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
     finally:
         finish(c, code, proc, getattr(proc, "exec_error", None) or "")
         os.close(lock)
+        auto_remove(c)
 
 
 def finish(c: Container, code: int, proc=None, error: str = "") -> None:
@@ -187,6 +190,45 @@ def finish(c: Container, code: int, proc=None, error: str = "") -> None:
             c.update(NetworkSettings={},
                      state=dict(Status="exited", Running=False, Pid=0, ExitCode=code,
                                 OOMKilled=oom, Error=error, FinishedAt=now_iso()))
+
+
+def remove_cgroup(c: Container) -> None:
+    """Kill whatever is left in the container's cgroup and delete the group. A group
+    the kernel will not let go (a process stuck in uninterruptible sleep) is reported
+    on stderr, not hidden."""
+    cg = cgroups.open_cgroup(c.cgroup)
+    try:
+        if cg.exists():
+            cg.kill_all()
+            cg.remove()
+    except OSError as e:
+        print(f"minidocker: warning: container {c.short_id}: cannot remove its cgroup: {e}",
+              file=sys.stderr)
+
+
+def remove_stopped(c: Container, volumes: bool = False) -> None:
+    """Every trace of a container that no longer runs goes: its overlay mount, its
+    cgroup, with ``volumes`` its anonymous volumes, and its directory (``docker rm``)."""
+    umount_rootfs(c)
+    remove_cgroup(c)
+    if volumes:
+        remove_anonymous(c.state)
+    delete_record(c)
+
+
+def auto_remove(c: Container) -> None:
+    """``--rm``: the monitor removes its container once it has exited, attached or
+    detached, and also when it failed to start (before a detached start reports the
+    error). The one place ``--rm`` is handled. Done after the monitor has let go of
+    ``monitor.lock``, so that a ``wait`` or ``stop`` blocked on it can still read the
+    exit code."""
+    if not c.state["HostConfig"].get("AutoRemove") or not os.path.isdir(c.dir):
+        return
+    try:
+        c.reload()
+    except FileNotFoundError:
+        return  # ``rm -f`` got there first
+    remove_stopped(c)
 
 
 # ------------------------------------------------------------------------ I/O relay
@@ -338,10 +380,4 @@ def _daemon_monitor(c: Container, store, report_fd: int) -> int:
         except OSError:
             pass
         code = 1
-    if c.state["HostConfig"].get("AutoRemove"):
-        from .lifecycle import remove
-        try:
-            remove(c.reload(), force=True)
-        except Exception:
-            pass
     return code
