@@ -73,22 +73,17 @@ def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) 
 
     ``lo`` needs nothing from us: the runtime brings it up in every new network
     namespace (runc does the same), so ``--network none`` does not even load the
-    network package. The network hook may add entries for the container's peers on a
-    user-defined network to ``state["_extra_hosts"]``; they go into /etc/hosts with the
-    container's own address, and are not kept in state.json.
+    network package. On a user-defined network the container's peers go into its
+    /etc/hosts, with its own address (they are not kept in state.json).
     """
     if not _uses_bridge(c.state):
         return
     from .. import network   # pyroute2 and iptables: loaded only for a bridge
-    c.state["_extra_hosts"] = []
-    try:
-        settings = network.attach_container(c.state, pid)
-    finally:
-        peers = c.state.pop("_extra_hosts", [])
+    settings, peers = network.attach_container(c.state, pid)
     c.update_fields(NetworkSettings=settings)
     own = [(ep["IPAddress"], c.state["Config"]["Hostname"])
            for ep in settings.get("Networks", {}).values() if ep.get("IPAddress")]
-    write_hosts(c, own, list(extra_hosts) + list(peers))
+    write_hosts(c, own, list(extra_hosts) + peers)
 
 
 def disconnect_network(c: Container) -> None:

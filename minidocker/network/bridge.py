@@ -22,6 +22,9 @@ import errno
 import ipaddress
 import os
 
+from .. import paths
+from . import firewall, records
+
 
 def exists(name: str) -> bool:
     """Cheap check, without netlink: every interface of our namespace is in /sys/class/net."""
@@ -150,3 +153,24 @@ def orphans() -> list[str]:
         if not os.path.exists(record) and not ports(name):
             found.append(name)
     return found
+
+
+# ------------------------------------------------------------------ a network's bridge, whole
+def set_up(rec: dict) -> None:
+    """The bridge of network ``rec`` as its containers need it: the Linux bridge with
+    the gateway's address (:func:`ensure`), registered as this data root's
+    (:func:`register`), and its firewall rules (egress NAT, forwarding). Idempotent.
+    Call with :class:`.firewall.host_lock` held."""
+    name, subnet = records.bridge_name(rec), records.subnet_of(rec)
+    ensure(name, records.gateway_of(rec), subnet.prefixlen)
+    register(name, paths.data_root(), rec["Name"])
+    firewall.add_bridge(name, str(subnet), bool(rec.get("Internal")))
+
+
+def take_down(name: str) -> None:
+    """Undo :func:`set_up`: the bridge goes, with its registration and its firewall
+    rules (and our chains, once no rule is left in them). Call with
+    :class:`.firewall.host_lock` held."""
+    delete(name)
+    unregister(name)
+    firewall.remove_bridge(name)

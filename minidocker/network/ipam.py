@@ -38,11 +38,11 @@ import os
 
 from .. import paths
 from ..errors import Conflict
-from . import networks
+from . import records
 
 
 def leases_path(network_name: str) -> str:
-    return os.path.join(networks.network_dir(network_name), "leases.json")
+    return os.path.join(records.network_dir(network_name), "leases.json")
 
 
 def load(network_name: str) -> dict:

@@ -40,8 +40,8 @@ def _check_mode(c: Container, rec: dict) -> None:
 
 
 def _endpoint_settings(rec: dict, aliases, ip: str | None) -> dict:
-    from ..network import networks
-    user_defined = rec["Name"] not in networks.PREDEFINED
+    from ..network import records
+    user_defined = rec["Name"] not in records.PREDEFINED
     if ip:
         if not user_defined:
             raise InvalidInput("user specified IP address is supported on user defined networks only")
@@ -49,7 +49,7 @@ def _endpoint_settings(rec: dict, aliases, ip: str | None) -> dict:
             address = ipaddress.IPv4Address(ip)
         except ValueError:
             raise InvalidInput(f"invalid IPv4 address: {ip}") from None
-        if address not in networks.subnet_of(rec) or str(address) == networks.gateway_of(rec):
+        if address not in records.subnet_of(rec) or str(address) == records.gateway_of(rec):
             raise InvalidInput(f"no configured subnet or ip-range contain the IP address {ip}")
     if aliases and not user_defined:
         raise InvalidInput("network-scoped alias is supported only for containers in user defined networks")
@@ -73,9 +73,9 @@ def _save_networks(c: Container, change) -> None:
 def connect(ref: str, network_ref: str, aliases=(), ip: str | None = None) -> None:
     """``network connect [--alias A]... [--ip IP] NETWORK CONTAINER``."""
     from .. import network
-    from ..network import networks
+    from ..network import records
     from .lifecycle import reconcile
-    rec = networks.get(network_ref)
+    rec = records.get(network_ref)
     c = reconcile(resolve(ref))
     _check_mode(c, rec)
     name = rec["Name"]
@@ -102,10 +102,10 @@ def disconnect(ref: str, network_ref: str, force: bool = False) -> None:
     is still taken off the container's list, and a container that is gone has its
     endpoint on the network released."""
     from .. import network
-    from ..network import networks
+    from ..network import records
     from .lifecycle import reconcile
     try:
-        rec = networks.get(network_ref)
+        rec = records.get(network_ref)
     except NotFound:
         if not force:
             raise
