@@ -2,7 +2,9 @@
 
 ``$ROOT/containers/<64-hex id>/`` holds everything minidocker knows about a container::
 
-    state.json        what ``inspect`` prints (Docker's field names)
+    state.json        what ``inspect`` prints (Docker's field names), and fields whose
+                      names start with ``_``, which it leaves out (``_MountSpecs``:
+                      -v, --mount and --tmpfs as ``create`` parsed them)
     init/             the engine's mount points (/dev, /proc, /sys, /etc/hosts...), the
                       overlay's top lowerdir: Docker's <id>-init layer (engine/rootfs.py)
     upper/ work/      the overlay's writable layer and its scratch dir (``diff`` reads upper/)

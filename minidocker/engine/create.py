@@ -16,6 +16,7 @@ import sys
 
 from ..errors import InvalidInput, MinidockerError, NotFound
 from ..image.reference import familiar
+from . import volumes
 from .containers import Container, new_id, new_record
 
 def parse_env(items, env_files=()) -> list[str]:
@@ -119,8 +120,9 @@ def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> d
     }
 
 
-def host_config(opts: dict) -> dict:
-    """The ``HostConfig`` section: everything about how the host runs it."""
+def host_config(opts: dict, mounts: list[dict] = ()) -> dict:
+    """The ``HostConfig`` section: everything about how the host runs it. ``mounts``:
+    the ``--mount`` values, parsed (:func:`.volumes.parse_mount_spec`)."""
     bindings = _parse_publish(opts.get("publish"))
     cpus = opts.get("cpus")
     return {
@@ -129,7 +131,7 @@ def host_config(opts: dict) -> dict:
         "PublishAllPorts": bool(opts.get("publish_all")),
         "Links": list(opts.get("link") or ()),
         "Binds": list(opts.get("volume") or ()),
-        "Mounts": [_parse_mount(m) for m in opts.get("mount") or ()],
+        "Mounts": [volumes.shown_mount(m) for m in mounts],
         "VolumesFrom": list(opts.get("volumes_from") or ()),
         "ReadonlyRootfs": bool(opts.get("read_only")),
         "Tmpfs": dict(t.partition(":")[::2] for t in opts.get("tmpfs") or ()),
@@ -217,32 +219,17 @@ def _checked_security_opts(opts) -> list[str]:
     return read_security_opts(opts)
 
 
-def _parse_mount(spec: str) -> dict:
-    """``--mount type=bind,source=/a,target=/b,readonly`` -> a Docker Mounts entry."""
-    fields = {}
-    for part in spec.split(","):
-        k, eq, v = part.partition("=")
-        fields[k.strip().lower()] = v if eq else "true"
-    kind = fields.get("type", "volume")
-    if kind not in ("bind", "volume", "tmpfs"):
-        raise InvalidInput(f"invalid mount type: {kind}")
-    target = fields.get("target") or fields.get("destination") or fields.get("dst")
-    if not target:
-        raise InvalidInput("invalid mount config: target is required")
-    readonly = fields.get("readonly", fields.get("ro", "false")) in ("true", "1")
-    return {"Type": kind, "Source": fields.get("source") or fields.get("src") or "",
-            "Target": target, "ReadOnly": readonly}
-
-
 def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
                      pull=None) -> Container:
     """Make the record of a new container (nothing runs yet). Bad options fail first,
     before an image is pulled (with ``pull``, see :func:`find_image`) or any record
     exists."""
-    hostcfg = host_config(opts)
+    mounts = [volumes.parse_mount_spec(m) for m in opts.get("mount") or ()]
+    hostcfg = host_config(opts, mounts)
     check_resources(hostcfg)
-    from . import volumes
-    volumes.validate(hostcfg)
+    # -v, --mount and --tmpfs are parsed once, here; the monitor mounts what the record
+    # keeps (volumes.mount_specs).
+    mount_specs = volumes.parse_mounts(hostcfg["Binds"], mounts, hostcfg["Tmpfs"])
     if hostcfg["Runtime"] not in ("minidocker", "runc"):
         raise InvalidInput(f"unknown or invalid runtime name: {hostcfg['Runtime']}")
     image_id = find_image(image_ref, store, opts.get("pull") or "missing", pull)
@@ -256,7 +243,7 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
         "Config": config, "HostConfig": hostcfg,
         "State": {"Status": "created", "Running": False, "Pid": 0, "ExitCode": 0,
                   "OOMKilled": False, "Error": "", "StartedAt": "", "FinishedAt": ""},
-        "NetworkSettings": {}, "Mounts": [],
+        "NetworkSettings": {}, "Mounts": [], "_MountSpecs": mount_specs,
     }
     cid = new_id()
     if not config["Hostname"]:

@@ -60,7 +60,9 @@ def prepare(c: Container, store) -> list[tuple[str, str]]:
         extra_env = links.link_env(c.state)
         extra_hosts = links.hosts_entries(c.state)
     from . import volumes
-    extra_mounts = volumes.oci_mounts(c.state, c.rootfs)
+    extra_mounts, recorded = volumes.oci_mounts(c.state, c.rootfs)
+    # Recorded at once: --volumes-from and rm -v read it, also while this container runs.
+    c.update_fields(Mounts=recorded)
     etc_files(c, c.state["Config"]["Hostname"], extra_hosts)
     build_spec(c, extra_env, extra_mounts)
     return extra_hosts
