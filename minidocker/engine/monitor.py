@@ -14,17 +14,15 @@ itself (attached) or a small daemon forked by ``run -d`` / ``start``. It
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import selectors
 import signal
 import sys
-import termios
-import tty
 
 from ..errors import MinidockerError
 from ..kernel import cgroups
+from ..runtime.pty import relay_terminal, write_all
 from .containers import Container, delete_record, now_iso
 from .logs import LogWriter
 from .rootfs import etc_files, mount_rootfs, umount_rootfs, write_hosts
@@ -145,7 +143,8 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
         log = LogWriter(c.log_path)
         try:
             if tty_mode:
-                relay_terminal(proc, log, attach, interactive=attach and cfg.get("OpenStdin"))
+                relay_container_terminal(proc, log, attach,
+                                         interactive=bool(attach and cfg.get("OpenStdin")))
             else:
                 relay_pipes(proc, pipes, log, attach)
         finally:
@@ -229,17 +228,6 @@ def auto_remove(c: Container) -> None:
 
 
 # ------------------------------------------------------------------------ I/O relay
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except OSError as e:
-            if e.errno == errno.EPIPE:
-                return
-            raise
-        data = data[n:]
-
-
 def relay_pipes(proc, pipes: dict[int, str], log: LogWriter, attach: bool) -> None:
     """Copy the container's stdout/stderr pipes to the log (and to ours when attached),
     forwarding our signals to the container meanwhile (Docker's ``--sig-proxy``)."""
@@ -270,70 +258,22 @@ def relay_pipes(proc, pipes: dict[int, str], log: LogWriter, attach: bool) -> No
                 stream = pipes[key.fd]
                 log.write(stream, data)
                 if attach:
-                    _write_all(target[stream], data)
+                    write_all(target[stream], data)
     finally:
         sel.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def relay_terminal(proc, log: LogWriter, attach: bool, interactive: bool) -> None:
-    """Copy between the container's pty and our terminal (raw mode, window size)."""
-    master = proc.master_fd
-    our_tty = attach and os.isatty(0)
-    saved = None
-    previous_winch = None
-    if our_tty:
-        def resize(*_):
-            try:
-                size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
-                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-            except OSError:
-                pass
-        resize()
-        previous_winch = signal.signal(signal.SIGWINCH, resize)
-        if interactive:
-            saved = termios.tcgetattr(0)
-            tty.setraw(0, termios.TCSANOW)  # TCSAFLUSH would drop input typed ahead
-    sel = selectors.DefaultSelector()
-    sel.register(master, selectors.EVENT_READ)
-    if interactive:
-        sel.register(0, selectors.EVENT_READ)
+def relay_container_terminal(proc, log: LogWriter, attach: bool, interactive: bool) -> None:
+    """The container's pty to our terminal (when attached) and to its log, with the
+    runtime's relay (:func:`minidocker.runtime.pty.relay_terminal`: raw mode, window
+    size, the end of input); the pty master is closed at the end."""
     try:
-        while True:
-            events = sel.select()
-            done = False
-            for key, _ in events:
-                if key.fd == master:
-                    try:
-                        data = os.read(master, 65536)
-                    except InterruptedError:
-                        continue
-                    except OSError as e:  # EIO: every slave fd is closed
-                        if e.errno != errno.EIO:
-                            raise
-                        data = b""
-                    if not data:
-                        done = True
-                        break
-                    log.write("stdout", data)
-                    if attach:
-                        _write_all(1, data)
-                else:
-                    data = os.read(0, 65536)
-                    if not data:
-                        sel.unregister(0)
-                        continue
-                    _write_all(master, data)
-            if done:
-                break
+        relay_terminal(proc.master_fd, 0 if attach else None, 1 if attach else None,
+                       forward_stdin=interactive, on_output=lambda data: log.write("stdout", data))
     finally:
-        sel.close()
-        if saved is not None:
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        if previous_winch is not None:
-            signal.signal(signal.SIGWINCH, previous_winch)
-        os.close(master)
+        os.close(proc.master_fd)
         proc.master_fd = None
 
 
