@@ -14,6 +14,7 @@ import os
 from .. import paths
 from ..errors import InvalidInput, MinidockerError
 from ..runtime import spec as runtime_spec
+from .containers import resolve
 from .rootfs import lookup_user
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -31,7 +32,6 @@ def namespaces_for(state: dict) -> list[dict]:
     ns = [{"type": k} for k in kinds]
     mode = state["HostConfig"]["NetworkMode"]
     if mode.startswith("container:"):
-        from .containers import resolve
         other = resolve(mode.split(":", 1)[1])
         if not other.state["State"]["Running"]:
             raise MinidockerError(f"cannot join network of a non running container: {other.id}")

@@ -24,11 +24,14 @@ import copy
 import hashlib
 import os
 import tempfile
+import threading
 
 from .. import clock, paths
 from ..errors import InvalidInput
 from ..image import changes as layer_changes
-from ..image.store import Store
+from ..image.bootstrap import parse_changes
+from ..image.store import Store, normalize_name
+from ..kernel import cgroups, mounts, syscalls
 
 #: The image-config fields (OCI config.md, "config") a commit takes from the container.
 COMMITTED_FIELDS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes",
@@ -66,7 +69,6 @@ def paused(container, pause: bool = True):
     Uses the freezer cgroup; where there is none, the commit goes on unpaused."""
     cg = None
     if pause and container.state.get("State", {}).get("Running"):
-        from ..kernel import cgroups
         try:
             cg = cgroups.open_cgroup(container.cgroup)
             if cg.is_frozen():
@@ -96,7 +98,6 @@ def committed_config(parent: dict, container_config: dict, changes=(), author: s
     - then the ``-c`` instructions are applied on top (``CMD``, ``ENV``, ``LABEL``...);
     - ``rootfs.diff_ids`` and ``history`` are the parent's plus one entry each.
     """
-    from ..image.bootstrap import parse_changes
     config = copy.deepcopy(parent)
     runtime = {k: copy.deepcopy(container_config[k]) for k in COMMITTED_FIELDS
                if container_config.get(k) not in (None, "", [], {})}
@@ -125,10 +126,8 @@ def commit_container(container, repository: str | None = None, message: str = ""
     Works on running and stopped containers. ``repository`` (``name[:tag]``) tags it.
     If anything fails, the layer it stored is removed again.
     """
-    from ..image.bootstrap import parse_changes
     store = store or Store()
     if repository:
-        from ..image.store import normalize_name
         normalize_name(repository)          # a bad name fails before any work
     parse_changes(changes)                  # so does a bad -c instruction
     parent_id = container.image_id
@@ -162,7 +161,6 @@ def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclu
     If either side fails, what the store may have kept of the (partial) tar is removed:
     its digest is known, since the writer hashes every byte it sends.
     """
-    import threading
     read_end, write_end = os.pipe()
     hashing = _HashingWriter(None)
     failure: list[BaseException] = []
@@ -229,7 +227,6 @@ def export_container(container, out, store: Store | None = None) -> None:
     container's upper dir as the top-most *lower* dir (whiteouts and opaque dirs work in
     any layer) is mounted under ``$ROOT/tmp`` for as long as the tar takes.
     """
-    from ..kernel import mounts, syscalls
     store = store or Store()
     if container.state.get("State", {}).get("Running") and mounts.is_mountpoint(container.rootfs):
         # running: its overlay is mounted already (the container's own mounts, /proc and

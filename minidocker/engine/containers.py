@@ -26,6 +26,7 @@ import shutil
 
 from .. import clock, paths
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
+from .names import random_name
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -198,7 +199,6 @@ def new_record(name: str | None, state: dict, cid: str | None = None) -> Contain
     The name check and the directory creation happen under one lock, so two ``run
     --name x`` at once cannot both get ``x``.
     """
-    from .names import random_name
     if name is not None and not NAME_RE.match(name):
         raise InvalidInput(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
     with paths.locked("containers"):

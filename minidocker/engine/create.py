@@ -16,7 +16,9 @@ import sys
 
 from ..errors import InvalidInput, MinidockerError, NotFound
 from ..image.reference import familiar
+from ..kernel.cgroups import parse_bytes
 from . import volumes
+from .bundle import read_security_opts
 from .containers import Container, new_id, new_record
 
 def parse_env(items, env_files=()) -> list[str]:
@@ -74,8 +76,8 @@ def find_image(image_ref: str, store, policy: str = "missing", pull=None, out=sy
 
 
 def _parse_publish(values) -> dict:
-    """``-p`` values -> ``PortBindings``. The network package is imported only when
-    there are some: ``run --network none`` need not load it."""
+    """``-p`` values -> ``PortBindings``. The network package (~16-20 ms to import) is
+    imported only when there are some: ``run --network none`` need not load it."""
     if not values:
         return {}
     from ..network.ports import parse_publish
@@ -153,7 +155,6 @@ def _memory_bytes(value) -> int:
     """``-m 32m`` -> 33554432 (Docker's units; see :func:`minidocker.kernel.cgroups.parse_bytes`)."""
     if not value:
         return 0
-    from ..kernel.cgroups import parse_bytes
     return parse_bytes(value)
 
 
@@ -215,7 +216,6 @@ MIN_NANO_CPUS = 10**7
 def _checked_security_opts(opts) -> list[str]:
     """``--security-opt`` values, refused now if bad (before any record exists); a
     seccomp profile file is read and checked now, and its JSON kept."""
-    from .bundle import read_security_opts
     return read_security_opts(opts)
 
 

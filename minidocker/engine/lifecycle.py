@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
+from .. import paths
 from ..errors import Conflict, InvalidInput
 from . import monitor
 from .containers import Container, list_containers
 from .logs import read_records
+from .rootfs import lookup_user
 
 
 def parse_signal(name: str | int) -> int:
@@ -47,6 +50,8 @@ def reconcile(c: Container) -> Container:
 def reconcile_all() -> list[Container]:
     """Reconcile every container, and let the network free what dead ones left."""
     containers = [reconcile(c) for c in list_containers()]
+    # Lazy: the network package costs ~16-20 ms to import, and `run`, which imports
+    # this module, must not pay for it with --network none.
     from .. import network
     network.cleanup_stale()
     return containers
@@ -137,7 +142,6 @@ def logs(c: Container, follow: bool = False, timestamps: bool = False, tail: str
          out=None, err=None):
     """Replay ``container.log`` to our stdout/stderr; with ``follow`` keep going until the
     container stops."""
-    import sys
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     records = list(read_records(c.log_path))
@@ -190,9 +194,11 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
             interactive=False, detach=False) -> int:
     """``docker exec``: run another process inside a running container's namespaces and
     cgroup, with the container's environment plus ``env``."""
+    # Lazy: the runtime package costs ~12 ms to import (create.py and bundle.py import
+    # it too); ps, stop and rm import this module and never need it.
     from .. import runtime
+    from .bundle import DEFAULT_PATH
     from .create import merge_env, parse_env
-    from .rootfs import lookup_user
     reconcile(c)
     if not c.state["State"]["Running"]:
         raise Conflict(f"Container {c.id} is not running")
@@ -200,11 +206,9 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
     uid, gid, extra_gids, home = lookup_user(c.rootfs, user if user is not None else cfg.get("User") or "")
     environment = merge_env(cfg["Env"], parse_env(env))
     if not any(e.startswith("PATH=") for e in environment):
-        from .bundle import DEFAULT_PATH
         environment.insert(0, DEFAULT_PATH)
     # The new process gets what the container's own process got (its bundle says):
     # capabilities, no_new_privs and the system call filter.
-    from .. import paths
     spec = paths.read_json(os.path.join(c.bundle, "config.json"))
     kwargs = dict(env=environment, cwd=workdir or cfg.get("WorkingDir") or "/", uid=uid, gid=gid,
                   additional_gids=extra_gids, terminal=tty, interactive=interactive, detach=detach,

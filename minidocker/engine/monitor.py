@@ -22,11 +22,18 @@ import sys
 
 from ..errors import MinidockerError
 from ..kernel import cgroups
-from ..runtime.pty import relay_terminal, write_all
+from . import links, volumes
 from .containers import Container, delete_record, now_iso
 from .logs import LogWriter
 from .rootfs import etc_files, mount_rootfs, umount_rootfs, write_hosts
 from .volumes import remove_anonymous
+
+# Some imports are made inside the functions that run a container, not above: ps,
+# stop, rm and logs import this module too (through lifecycle.py) and need none of them.
+# Measured on top of what `minidocker ps` imports: the runtime package ~12 ms (and
+# bundle.py, which imports it), the network package ~16-20 ms (only a bridged container
+# needs it: `run --network none` never loads it), engine/runc.py ~1 ms (subprocess; only
+# for --runtime runc).
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -50,14 +57,12 @@ def _uses_bridge(state: dict) -> bool:
 def prepare(c: Container, store) -> list[tuple[str, str]]:
     """Mount the root filesystem, write /etc files and the bundle's config.json; returns
     the extra /etc/hosts entries (links)."""
-    from .bundle import build_spec
+    from .bundle import build_spec  # lazy: it imports the runtime (see the note on imports)
     mount_rootfs(c, store.layer_dirs(c.image_id))
     extra_env, extra_hosts, extra_mounts = [], [], []
     if c.state["HostConfig"].get("Links"):
-        from . import links
         extra_env = links.link_env(c.state)
         extra_hosts = links.hosts_entries(c.state)
-    from . import volumes
     extra_mounts, recorded = volumes.oci_mounts(c.state, c.rootfs)
     # Recorded at once: --volumes-from and rm -v read it, also while this container runs.
     c.update_fields(Mounts=recorded)
@@ -78,7 +83,7 @@ def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) 
     """
     if not _uses_bridge(c.state):
         return
-    from .. import network   # pyroute2 and iptables: loaded only for a bridge
+    from .. import network  # lazy: only for a bridge (see the note on imports above)
     settings, peers = network.attach_container(c.state, pid)
     c.update_fields(NetworkSettings=settings)
     own = [(ep["IPAddress"], c.state["Config"]["Hostname"])
@@ -88,16 +93,16 @@ def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) 
 
 def disconnect_network(c: Container) -> None:
     if _uses_bridge(c.state):
-        from .. import network
+        from .. import network  # lazy: only for a bridge
         network.detach_container(c.state)
 
 
 def create_process(c: Container, stdin: int, stdout: int, stderr: int):
     """Ask the chosen runtime to create the container's init process."""
     if c.state["HostConfig"].get("Runtime") == "runc":
-        from .runc import RuncProcess
+        from .runc import RuncProcess  # lazy: only for --runtime runc
         return RuncProcess.create(c, stdin, stdout, stderr)
-    from .. import runtime
+    from .. import runtime  # lazy: only when a container runs (see the note on imports)
     return runtime.create(c.bundle, c.id, stdin=stdin, stdout=stdout, stderr=stderr)
 
 
@@ -105,7 +110,7 @@ def start_process(c: Container, proc) -> None:
     if c.state["HostConfig"].get("Runtime") == "runc":
         proc.start()
     else:
-        from .. import runtime
+        from .. import runtime  # lazy: only when a container runs
         runtime.start(proc)
 
 
@@ -231,6 +236,7 @@ def auto_remove(c: Container) -> None:
 def relay_pipes(proc, pipes: dict[int, str], log: LogWriter, attach: bool) -> None:
     """Copy the container's stdout/stderr pipes to the log (and to ours when attached),
     forwarding our signals to the container meanwhile (Docker's ``--sig-proxy``)."""
+    from ..runtime.pty import write_all  # lazy: only when a container runs
     previous = {}
     if attach:
         def forward(signum, _frame):
@@ -269,6 +275,7 @@ def relay_container_terminal(proc, log: LogWriter, attach: bool, interactive: bo
     """The container's pty to our terminal (when attached) and to its log, with the
     runtime's relay (:func:`minidocker.runtime.pty.relay_terminal`: raw mode, window
     size, the end of input); the pty master is closed at the end."""
+    from ..runtime.pty import relay_terminal  # lazy: only when a container runs
     try:
         relay_terminal(proc.master_fd, 0 if attach else None, 1 if attach else None,
                        forward_stdin=interactive, on_output=lambda data: log.write("stdout", data))

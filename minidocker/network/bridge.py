@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
 
 from .. import paths
+from ..errors import Conflict
 from . import firewall, records
 
 
@@ -56,7 +58,6 @@ def ensure(name: str, gateway: str, prefixlen: int) -> bool:
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found and not is_bridge(name):
-            from ..errors import Conflict
             raise Conflict(f"cannot use {name} as a bridge: an interface of another kind has that name")
         if not found:
             try:
@@ -122,7 +123,6 @@ REGISTRY_DIR = "/run/minidocker/bridges"
 
 
 def register(name: str, root: str, network: str) -> None:
-    import json
     os.makedirs(REGISTRY_DIR, exist_ok=True)
     with open(os.path.join(REGISTRY_DIR, name), "w") as f:
         json.dump({"root": root, "network": network}, f)
@@ -137,7 +137,6 @@ def unregister(name: str) -> None:
 
 def orphans() -> list[str]:
     """Bridges whose data root no longer has their network, and with nothing plugged in."""
-    import json
     found = []
     try:
         names = os.listdir(REGISTRY_DIR)
