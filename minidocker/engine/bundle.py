@@ -16,6 +16,7 @@ from ..errors import InvalidInput, MinidockerError
 from ..runtime import spec as runtime_spec
 from .containers import resolve
 from .rootfs import lookup_user
+from .seccomp_profile import read_profile, to_spec
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -125,7 +126,6 @@ def read_security_opts(opts) -> list[str]:
     for opt in opts or ():
         key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key == "seccomp" and value != "unconfined" and not value.startswith("{"):
-            from .seccomp_profile import read_profile
             opt = f"seccomp={read_profile(value)}"
         kept.append(opt)
     security_options(kept)
@@ -146,7 +146,6 @@ def seccomp_option(hostcfg: dict, caps) -> bool | dict:
     if chosen == "unconfined":
         return False
     if chosen:
-        from .seccomp_profile import to_spec
         return to_spec(chosen, caps) or False
     return True
 
