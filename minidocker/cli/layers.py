@@ -101,7 +101,7 @@ def save(output, images):
     """Save one or more images to a tar archive (streamed to STDOUT by default).
 
     The archive holds both an OCI image layout and Docker's manifest.json."""
-    from ..image.archive import save_images
+    from ..image.save import save_images
     store = _store()
     f, tmp = _open_output(output)
     ok = False
@@ -120,7 +120,7 @@ def save(output, images):
 def load(input_, quiet):
     """Load an image from a tar archive or STDIN (docker save, podman docker-archive or
     oci-archive; gzip, bzip2, xz or zstd compressed)."""
-    from ..image.archive import load_archive
+    from ..image.load import load_archive
     store = _store()
     if input_ is None:
         if sys.stdin.isatty():
