@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import os
 import tempfile
 
 from .. import clock, paths
 from ..errors import InvalidInput
 from ..image import changes as layer_changes
+from ..image.hashing import HashingWriter
 from ..image.store import Store
 
 #: The image-config fields (OCI config.md, "config") a commit takes from the container.
@@ -164,13 +164,13 @@ def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclu
     """
     import threading
     read_end, write_end = os.pipe()
-    hashing = _HashingWriter(None)
+    pipe_out = os.fdopen(write_end, "wb")
+    hashing = HashingWriter(pipe_out)     # the layer's digest, known even if the store fails
     failure: list[BaseException] = []
 
     def produce():
         try:
-            with os.fdopen(write_end, "wb") as pipe:
-                hashing.f = pipe
+            with pipe_out:
                 layer_changes.layer_tar_from_upperdir(upper, hashing, lowers, exclude=exclude)
         except BrokenPipeError:
             pass                        # the store stopped reading: its error is reported
@@ -188,7 +188,7 @@ def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclu
     writer.join()
     if failure or store_error:
         # uncompressed: the blob's digest is its diff_id
-        store.discard_unreferenced([hashing.digest()], [hashing.digest()])
+        store.discard_unreferenced([hashing.digest], [hashing.digest])
         # the writer's error says why (a truncated tar is only its consequence)
         raise failure[0] if failure else store_error
     return layer
@@ -203,21 +203,6 @@ def _parent_descriptors(store: Store, image_id: str, config: dict) -> list[dict]
         raise InvalidInput(f"image {image_id}: manifest and config disagree on its layers")
     return [{"digest": d["digest"], "size": d["size"], "mediaType": d.get("mediaType"),
              "diff_id": diff_id} for d, diff_id in zip(manifest["layers"], diff_ids)]
-
-
-class _HashingWriter:
-    """Passes writes on to ``f`` and hashes them: the layer's digest comes for free
-    while the tar is written."""
-
-    def __init__(self, f):
-        self.f, self.hash = f, hashlib.sha256()
-
-    def write(self, data) -> int:
-        self.hash.update(data)
-        return self.f.write(data)
-
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
 
 
 def export_container(container, out, store: Store | None = None) -> None:

@@ -21,28 +21,24 @@ to the store is removed again: the store is left as it was.
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import hashlib
 import io
 import json
-import lzma
 import os
 import posixpath
 import shutil
 import stat
-import subprocess
 import tarfile
 import tempfile
-import threading
-import zlib
 from dataclasses import dataclass
 
-from ..errors import InvalidInput, MinidockerError
+from ..errors import InvalidInput
+from . import compression
+from .compression import detect_compression
+from .hashing import HashingReader, sha256_digest
 from .layout import (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_OCI_INDEX, blob_path,
                      oci_media_type)
-from .store import (CHUNK, Store, detect_compression, host_architecture, layer_media_type,
-                    normalize_name, split_digest)
+from .store import (CHUNK, Store, host_architecture, layer_media_type, normalize_name,
+                    split_digest)
 
 MEDIA_DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MEDIA_DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
@@ -159,44 +155,17 @@ def spool_archive(src, tmp_dir: str) -> str:
     fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="load-")
     try:
         with os.fdopen(fd, "wb") as out:
-            head = _read_head(src, 8)
-            kind = detect_compression(head)
-            joined = _Prefixed(head, src)
-            if kind is None:
-                shutil.copyfileobj(joined, out, CHUNK)
-            else:
-                for chunk in decompressed_chunks(joined, kind, "the archive"):
-                    out.write(chunk)
+            kind, stream = compression.uncompressed(src)
+            with stream:
+                shutil.copyfileobj(stream, out, CHUNK)
+    except compression.CorruptData as e:
+        os.unlink(path)
+        raise InvalidInput(f"invalid archive: corrupt {e.kind} data in the archive "
+                           f"({e.detail})") from None
     except BaseException:
         os.unlink(path)
         raise
     return path
-
-
-def _read_head(src, n: int) -> bytes:
-    head = b""
-    while len(head) < n:
-        chunk = src.read(n - len(head))
-        if not chunk:
-            break
-        head += chunk
-    return head
-
-
-class _Prefixed:
-    """``head`` (already read, to sniff the format) followed by the rest of ``src``."""
-
-    def __init__(self, head: bytes, src):
-        self.head, self.src = head, src
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n is None or n < 0:
-                data, self.head = self.head + self.src.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            return data
-        return self.src.read(n)
 
 
 # ============================================================================ formats
@@ -364,7 +333,7 @@ def _read_blob_json(archive: _Archive, descriptor: dict):
 
 
 def _check_digest(data: bytes, digest: str) -> None:
-    got = "sha256:" + hashlib.sha256(data).hexdigest()
+    got = sha256_digest(data)
     if got != digest:
         raise InvalidInput(f"invalid archive: digest mismatch for blob {digest}: got {got}")
 
@@ -557,7 +526,7 @@ def _store_image_content(store: Store, archive: _Archive, image: _ImageToLoad,
     if legacy:
         config["rootfs"]["diff_ids"] = [d["diff_id"] for d in descriptors]
         config_bytes = json.dumps(config).encode()
-    existed = store.has_blob("sha256:" + hashlib.sha256(config_bytes).hexdigest())
+    existed = store.has_blob(sha256_digest(config_bytes))
     config_digest, _ = store.put_blob(config_bytes)
     undo.note_blob(config_digest, existed)
     return config_digest, descriptors
@@ -621,96 +590,26 @@ def _known_layer(store: Store, digest: str, diff_id: str | None) -> dict | None:
             diff_id not in (None, stored_diff_id):
         return None
     with store.open_blob(digest) as f:
-        compression = detect_compression(f.read(8))
+        kind = detect_compression(f.read(8))
     return {"digest": digest, "diff_id": stored_diff_id, "size": store.blob_size(digest),
-            "mediaType": layer_media_type(compression)}
+            "mediaType": layer_media_type(kind)}
 
 
 def _hash_layer(archive: _Archive, layer: _LayerRef) -> tuple[str, str]:
     """(blob digest, diff_id) of a layer in the archive: the sha256 of its bytes as
     stored, and of its uncompressed tar. One streaming pass."""
-    raw_hash = hashlib.sha256()
     with archive.open(layer.path) as f:
-        raw = _HashingReader(f, raw_hash)
-        head = _read_head(raw, 8)
-        kind = detect_compression(head)
-        stream = _Prefixed(head, raw)
+        raw = HashingReader(f)
+        kind, stream = compression.uncompressed(raw)
         if kind is None:
-            while stream.read(CHUNK):
-                pass
-            digest = "sha256:" + raw_hash.hexdigest()
-            return digest, digest
-        diff_hash = hashlib.sha256()
-        for chunk in decompressed_chunks(stream, kind, layer.path):
-            diff_hash.update(chunk)
-        while raw.read(CHUNK):      # padding after the compressed stream is part of the blob
-            pass
-        return "sha256:" + raw_hash.hexdigest(), "sha256:" + diff_hash.hexdigest()
-
-
-class _HashingReader:
-    def __init__(self, src, hasher):
-        self.src, self.hasher = src, hasher
-
-    def read(self, n=-1):
-        data = self.src.read(n)
-        self.hasher.update(data)
-        return data
-
-
-def decompressed_chunks(src, kind: str, name: str):
-    """Yield the uncompressed bytes of ``src`` (compressed with ``kind``) in chunks."""
-    if kind == "zstd":
-        yield from _zstd_chunks(src, name)
-        return
-    opener = {"gzip": lambda s: gzip.GzipFile(fileobj=s, mode="rb"),
-              "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
-    try:
-        with opener(src) as z:
-            for chunk in iter(lambda: z.read(CHUNK), b""):
-                yield chunk
-    except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
-        raise InvalidInput(f"invalid archive: corrupt {kind} data in {name} ({e})") from None
-
-
-def _zstd_chunks(src, name: str):
-    """zstd is not in Python's standard library (before 3.14): the ``zstd`` program
-    decompresses, fed by a thread so that neither pipe fills up."""
-    if not shutil.which("zstd"):
-        raise MinidockerError("zstd-compressed data needs the 'zstd' program "
-                              "(apt-get install zstd)")
-    proc = subprocess.Popen(["zstd", "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    failure = []
-
-    def feed():
+            raw.drain()
+            return raw.digest, raw.digest
         try:
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                proc.stdin.write(chunk)
-        except BrokenPipeError:
-            pass
-        except BaseException as e:      # a truncated archive: report it in the reader
-            failure.append(e)
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    finished = False
-    try:
-        for chunk in iter(lambda: proc.stdout.read(CHUNK), b""):
-            yield chunk
-        finished = True
-    finally:
-        proc.stdout.close()
-        if not finished:            # the reader gave up early: stop zstd
-            proc.kill()
-        code = proc.wait()
-        feeder.join()
-    if failure:
-        raise failure[0]
-    if code != 0:
-        raise InvalidInput(f"invalid archive: corrupt zstd data in {name}")
+            with stream:
+                uncompressed = HashingReader(stream)
+                uncompressed.drain()
+        except compression.CorruptData as e:
+            raise InvalidInput(f"invalid archive: corrupt {e.kind} data in {layer.path} "
+                               f"({e.detail})") from None
+        raw.drain()      # padding after the compressed stream is part of the blob
+        return raw.digest, uncompressed.digest

@@ -18,7 +18,6 @@ one file, and no blob is written twice. The other direction, reading such archiv
 from __future__ import annotations
 
 import calendar
-import hashlib
 import io
 import json
 import os
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from ..errors import InvalidInput
 from . import reference
 from .changes import LayerTarFile, source_date_epoch
+from .hashing import sha256_digest
 from .layout import (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_OCI_INDEX, OCI_LAYOUT,
                      blob_path, oci_media_type)
 from .store import (MEDIA_OCI_CONFIG, MEDIA_OCI_LAYER, MEDIA_OCI_MANIFEST, Store,
@@ -122,7 +122,7 @@ def save_images(store: Store, refs: list[str], out_fileobj) -> None:
     for image in images:
         manifest = _oci_manifest_for(store, image.image_id)
         manifest_bytes = canonical_json(manifest)
-        manifest_digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
+        manifest_digest = sha256_digest(manifest_bytes)
         blobs[manifest_digest] = manifest_bytes
         blobs[manifest["config"]["digest"]] = None
         for layer in manifest["layers"]:

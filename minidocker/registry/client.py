@@ -173,39 +173,6 @@ def _reopener(registry: Registry, url: str):
     return reopen
 
 
-class _CheckedStream:
-    """Checks the size as the bytes pass, and at the end of the stream, so that a
-    truncated blob is reported as such and a server cannot send more than announced.
-
-    With ``hash_it`` the digest is checked here too; a layer streamed into
-    ``store.add_layer(..., expected=digest)`` skips that, because the store hashes what
-    it writes and refuses a blob whose digest is not the expected one (hashing twice
-    would cost a second pass over every byte)."""
-
-    def __init__(self, body, expected_digest, expected_size, what, hash_it=True):
-        self.body = body
-        self.verifier = digests.VerifyingReader(body, expected_digest, expected_size, what) \
-            if hash_it else None
-        self.expected_digest, self.expected_size, self.what = expected_digest, expected_size, what
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if self.verifier is not None:
-            data = self.verifier.read(n)
-            if not data:
-                self.verifier.verify()
-            return data
-        data = self.body.read(n)
-        self.count += len(data)
-        if self.count > self.expected_size:
-            raise digests.DigestMismatch(f"{self.what} {self.expected_digest}: more data than "
-                                         f"the announced {self.expected_size} bytes")
-        if not data and self.count != self.expected_size:
-            raise digests.DigestMismatch(f"{self.what} {self.expected_digest}: got {self.count} "
-                                         f"bytes, expected {self.expected_size} (truncated?)")
-        return data
-
-
 def _check_descriptor(desc: dict, what: str) -> None:
     if not isinstance(desc, dict):
         raise InvalidInput(f"{what}: malformed descriptor")
@@ -222,7 +189,7 @@ def _fetch_small_blob(registry: Registry, repo: str, desc: dict, limit: int, wha
         if desc["size"] > limit:
             raise InvalidInput(f"{what} {desc['digest']} is too large ({desc['size']} bytes)")
         body = _Body(r, f"{what} {desc['digest']}", reopen=_reopener(registry, url))
-        reader = _CheckedStream(body, desc["digest"], desc["size"], what)
+        reader = digests.VerifyingReader(body, desc["digest"], desc["size"], what)
         parts = []
         while True:
             chunk = reader.read(READ_CHUNK)
@@ -495,7 +462,8 @@ def _fetch_one_layer(store, registry, repo, desc, diff_id, progress, cancel) -> 
 
         body = _Body(r, f"layer {desc['digest']}", cancel, on_progress,
                      reopen=_reopener(registry, url), on_retry=on_retry)
-        stream = _CheckedStream(body, desc["digest"], desc["size"], "layer", hash_it=False)
+        stream = digests.VerifyingReader(body, desc["digest"], desc["size"], "layer",
+                                         check_digest=False)
         try:
             added = store.add_layer(stream, media_type=desc["mediaType"], expected=desc["digest"])
         except digests.DigestMismatch:
