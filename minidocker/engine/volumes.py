@@ -413,7 +413,7 @@ def copy_up(rootfs: str, target: str, volume_data: str) -> bool:
     """Fill an *empty* volume with what the image has at ``target`` (Docker's copy-up).
     Owners, modes, times and symlinks are kept; the directory's own owner and mode too,
     so a volume over ``/var/lib/mysql`` stays writable for the ``mysql`` user."""
-    from ..runtime.rootfs import path_in_root
+    from ..runtime.rootfs_setup import path_in_root
     if not rootfs or os.listdir(volume_data):
         return False
     source = path_in_root(rootfs, target)
