@@ -14,7 +14,7 @@ import os
 from .. import paths
 from ..errors import InvalidInput, MinidockerError
 from ..runtime import spec as runtime_spec
-from .rootfs import lookup_user
+from .etc_files import lookup_user
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -12,7 +12,7 @@ A container's root filesystem is the image's layers (read-only) under an overlay
 Docker keeps the files the engine itself creates in a container (mount points for
 ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``, ``/proc``...) in a separate
 "init" layer, so they never show up in ``diff`` nor get committed; minidocker does the
-same (``containers/<id>/init``, see :mod:`minidocker.engine.rootfs`). Other mount points
+same (``containers/<id>/init``, see :mod:`minidocker.engine.overlay`). Other mount points
 (volumes, ``--tmpfs``) the runtime still creates in the upper dir;
 :func:`engine_made_paths` names them so that they are left out the same way.
 """

@@ -205,7 +205,7 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
     cgroup, with the container's environment plus ``env``."""
     from .. import runtime
     from .create import merge_env, parse_env
-    from .rootfs import lookup_user
+    from .etc_files import lookup_user
     reconcile(c)
     if not c.state["State"]["Running"]:
         raise Conflict(f"Container {c.id} is not running")

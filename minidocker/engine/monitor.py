@@ -26,7 +26,8 @@ import tty
 from ..errors import MinidockerError
 from .containers import Container, now_iso
 from .logs import LogWriter
-from .rootfs import etc_files, mount_rootfs, umount_rootfs, write_hosts
+from .etc_files import etc_files, write_hosts
+from .overlay import mount_rootfs, umount_rootfs
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)

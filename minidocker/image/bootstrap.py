@@ -29,7 +29,7 @@ import tempfile
 from .. import clock
 from ..errors import InvalidInput, MinidockerError
 from . import compression, reference
-from .rootfs import make_busybox_rootfs
+from .busybox import make_busybox_rootfs
 from .store import Store, new_config, scratch_prefix
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
