@@ -31,7 +31,9 @@ image records change only under the ``store`` lock (``paths.locked``).
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import io
 import json
 import os
 import re
@@ -193,7 +195,6 @@ class Store:
         if expected is not None:
             split_digest(expected)
         if isinstance(src, (bytes, bytearray, memoryview)):
-            import io
             src = io.BytesIO(bytes(src))
         self._ensure_dirs()
         reader = HashingReader(src)
@@ -672,7 +673,6 @@ def old_enough(path: str, seconds: float) -> bool:
 def sync_filesystem(path: str) -> None:
     """``syncfs(2)``: write the dirty data of the filesystem holding ``path`` to disk
     (much cheaper than an fsync of every file of a layer, one by one)."""
-    import ctypes
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         libc = ctypes.CDLL(None, use_errno=True)

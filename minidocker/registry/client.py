@@ -40,7 +40,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .. import paths
 from ..errors import InvalidInput, MinidockerError, NotFound
+from ..image import reference
+from ..image.store import Store, canonical_json, host_architecture
 from . import digest as digests
+from . import transport
 from .progress import Progress, short_id
 from .transport import Registry
 
@@ -76,7 +79,6 @@ def _registry_for(ref) -> Registry:
 
 
 def _reference(ref: str):
-    from ..image import reference
     return reference.parse(ref)
 
 
@@ -110,7 +112,7 @@ class _Body:
         self.done = False
 
     def read(self, n: int = -1) -> bytes:
-        import requests
+        import requests  # lazy, as in .transport: ~170 ms, loaded there by the request
         import urllib3
         if self.cancel is not None and self.cancel.is_set():
             raise MinidockerError("pull cancelled")
@@ -132,7 +134,6 @@ class _Body:
     def _resume(self, lost: MinidockerError) -> None:
         """Ask for the rest of the blob (see the class docstring), or give up with
         ``lost`` when there is no way or no try left."""
-        from . import transport
         if self.reopen is None or self.resumes >= len(transport.RETRY_DELAYS):
             raise lost from None
         delay = transport.RETRY_DELAYS[self.resumes]
@@ -277,7 +278,6 @@ def parse_manifest(body: bytes, media_type: str, what: str) -> tuple[dict, str]:
 
 def parse_platform(text: str | None) -> tuple[str, str, str | None]:
     """``"linux/arm64/v8"`` -> ``("linux", "arm64", "v8")``; None -> this machine."""
-    from ..image.store import host_architecture
     if not text:
         arch = host_architecture()
         return "linux", arch, {"arm": "v7"}.get(arch)
@@ -341,7 +341,6 @@ def pull(ref: str, store=None, out=None, quiet: bool = False, platform: str | No
     """Pull ``ref`` (``NAME[:TAG|@DIGEST]``) into ``store``; print progress to ``out``;
     return the image id. This is what ``minidocker pull`` and ``run`` (for a missing
     image) call. ``platform`` (``os/arch[/variant]``) picks from a multi-arch index."""
-    from ..image.store import Store
     store = store or Store()
     r = _reference(ref)
     progress = Progress(_out(out), quiet=quiet)
@@ -591,7 +590,6 @@ def upload_blob(registry: Registry, repo: str, path: str, digest: str, size: int
 def push(ref: str, store=None, out=None, chunk_size: int | None = None,
          quiet: bool = False) -> str:
     """Push the local image ``ref`` to its registry; return the manifest digest."""
-    from ..image.store import Store, canonical_json
     store = store or Store()
     r = _reference(ref)
     if r.digest:
