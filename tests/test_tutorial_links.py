@@ -190,7 +190,7 @@ def test_architecture_names_the_real_functions():
     names = sorted(set(CODE_NAME.findall(text)))
     # Guards the test: the -v path is there, read down to the mount(2) call.
     assert {"cli.containers.container_options", "engine.volumes.parse_mounts",
-            "runtime.rootfs.mount_bind", "kernel.mounts.bind_mount",
+            "runtime.rootfs_setup.mount_bind", "kernel.mounts.bind_mount",
             "kernel.syscalls.mount"} <= set(names)
     assert code_name_problem("engine.volumes.no_such_function") == \
         "`engine.volumes.no_such_function`: minidocker/engine/volumes.py defines no `no_such_function`"

@@ -314,7 +314,7 @@ def _inspect_container(c) -> dict:
 
 
 def _inspect_image(name) -> dict:
-    from .images import inspect_image
+    from ..image.describe import inspect_image
     store = _store()
     return inspect_image(store, store.resolve(name))
 

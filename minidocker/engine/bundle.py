@@ -15,7 +15,7 @@ from .. import paths
 from ..errors import InvalidInput, MinidockerError
 from ..runtime import spec as runtime_spec
 from .containers import resolve
-from .rootfs import lookup_user
+from .etc_files import lookup_user
 from .seccomp_profile import read_profile, to_spec
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

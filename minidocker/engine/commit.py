@@ -12,7 +12,7 @@ A container's root filesystem is the image's layers (read-only) under an overlay
 Docker keeps the files the engine itself creates in a container (mount points for
 ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``, ``/proc``...) in a separate
 "init" layer, so they never show up in ``diff`` nor get committed; minidocker does the
-same (``containers/<id>/init``, see :mod:`minidocker.engine.rootfs`). Other mount points
+same (``containers/<id>/init``, see :mod:`minidocker.engine.overlay`). Other mount points
 (volumes, ``--tmpfs``) the runtime still creates in the upper dir;
 :func:`engine_made_paths` names them so that they are left out the same way.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import os
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from .. import clock, paths
 from ..errors import InvalidInput
 from ..image import changes as layer_changes
 from ..image.bootstrap import parse_changes
+from ..image.hashing import HashingWriter
 from ..image.store import Store, normalize_name
 from ..kernel import cgroups, mounts, syscalls
 
@@ -162,13 +162,13 @@ def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclu
     its digest is known, since the writer hashes every byte it sends.
     """
     read_end, write_end = os.pipe()
-    hashing = _HashingWriter(None)
+    pipe_out = os.fdopen(write_end, "wb")
+    hashing = HashingWriter(pipe_out)     # the layer's digest, known even if the store fails
     failure: list[BaseException] = []
 
     def produce():
         try:
-            with os.fdopen(write_end, "wb") as pipe:
-                hashing.f = pipe
+            with pipe_out:
                 layer_changes.layer_tar_from_upperdir(upper, hashing, lowers, exclude=exclude)
         except BrokenPipeError:
             pass                        # the store stopped reading: its error is reported
@@ -186,7 +186,7 @@ def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclu
     writer.join()
     if failure or store_error:
         # uncompressed: the blob's digest is its diff_id
-        store.discard_unreferenced([hashing.digest()], [hashing.digest()])
+        store.discard_unreferenced([hashing.digest], [hashing.digest])
         # the writer's error says why (a truncated tar is only its consequence)
         raise failure[0] if failure else store_error
     return layer
@@ -201,21 +201,6 @@ def _parent_descriptors(store: Store, image_id: str, config: dict) -> list[dict]
         raise InvalidInput(f"image {image_id}: manifest and config disagree on its layers")
     return [{"digest": d["digest"], "size": d["size"], "mediaType": d.get("mediaType"),
              "diff_id": diff_id} for d, diff_id in zip(manifest["layers"], diff_ids)]
-
-
-class _HashingWriter:
-    """Passes writes on to ``f`` and hashes them: the layer's digest comes for free
-    while the tar is written."""
-
-    def __init__(self, f):
-        self.f, self.hash = f, hashlib.sha256()
-
-    def write(self, data) -> int:
-        self.hash.update(data)
-        return self.f.write(data)
-
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
 
 
 def export_container(container, out, store: Store | None = None) -> None:

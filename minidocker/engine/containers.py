@@ -6,7 +6,7 @@
                       names start with ``_``, which it leaves out (``_MountSpecs``:
                       -v, --mount and --tmpfs as ``create`` parsed them)
     init/             the engine's mount points (/dev, /proc, /sys, /etc/hosts...), the
-                      overlay's top lowerdir: Docker's <id>-init layer (engine/rootfs.py)
+                      overlay's top lowerdir: Docker's <id>-init layer (engine/overlay.py)
     upper/ work/      the overlay's writable layer and its scratch dir (``diff`` reads upper/)
     bundle/           the OCI runtime bundle: config.json + rootfs/ (overlay mount point)
     hostname hosts resolv.conf   bind-mounted over the container's /etc files

@@ -13,7 +13,7 @@ from ..errors import Conflict, InvalidInput
 from . import monitor
 from .containers import Container, list_containers
 from .logs import read_records
-from .rootfs import lookup_user
+from .etc_files import lookup_user
 
 
 def parse_signal(name: str | int) -> int:

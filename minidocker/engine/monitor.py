@@ -25,8 +25,8 @@ from ..kernel import cgroups
 from . import links, volumes
 from .containers import Container, delete_record, now_iso
 from .logs import LogWriter
-from .rootfs import etc_files, mount_rootfs, umount_rootfs, write_hosts
-from .volumes import remove_anonymous
+from .etc_files import etc_files, write_hosts
+from .overlay import mount_rootfs, umount_rootfs
 
 # Some imports are made inside the functions that run a container, not above: ps,
 # stop, rm and logs import this module too (through lifecycle.py) and need none of them.

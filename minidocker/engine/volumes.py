@@ -411,7 +411,7 @@ def copy_up(rootfs: str, target: str, volume_data: str) -> bool:
     so a volume over ``/var/lib/mysql`` stays writable for the ``mysql`` user."""
     # Lazy: the runtime package costs ~12 ms to import, and ps, stop and rm import
     # this module (through the monitor) without copying anything up.
-    from ..runtime.rootfs import path_in_root
+    from ..runtime.rootfs_setup import path_in_root
     if not rootfs or os.listdir(volume_data):
         return False
     source = path_in_root(rootfs, target)

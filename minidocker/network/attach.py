@@ -24,6 +24,7 @@ import secrets
 
 from .. import paths
 from ..errors import Conflict, InvalidInput
+from ..kernel import processes
 from ..kernel.netdev import set_link_up_in
 from . import bridge, firewall, hosts, ipam, ports, records, veth
 
@@ -141,7 +142,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict, index: int | None = 0,
             used = _interfaces_in_use(cid)
             index = next(n for n in range(100) if f"eth{n}" not in used)
         ifname = f"eth{index}"
-        entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": ipam.process_start_time(pid),
+        entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": processes.start_time(pid),
                  "EndpointID": endpoint_id, "Interface": ifname, "Aliases": aliases}
         address = ipam.allocate(rec["Name"], subnet, gateway, entry, wanted=wanted, bridge=br)
         published, peers = {}, []

@@ -35,7 +35,7 @@ from ..kernel import capabilities, namespaces, netdev, syscalls
 from . import process as proc_steps
 from . import pty as ptys
 from . import resources
-from . import rootfs as rootfs_steps
+from . import rootfs_setup as rootfs_steps
 from . import seccomp
 from .spec import DEFAULT_DEVICES, load_spec, namespace_entries, rootfs_path
 
