@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     if not os.path.exists(OURS):
         sys.exit(f"{OURS} is not installed: run scripts/setup.sh")
-    from minidocker.image.rootfs import make_busybox_rootfs
+    from minidocker.image.busybox import make_busybox_rootfs
     from minidocker.kernel import capabilities
     # Byte-compiled, as an installed package is (PYTHONDONTWRITEBYTECODE would otherwise
     # make every start compile the runtime's modules again).

@@ -394,7 +394,7 @@ def test_a_runtime_binary_runs_the_same_bundle(md, runtime):
     r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
                        env=md.env, stdin=subprocess.DEVNULL, timeout=60)
     # (script may echo what it makes of its empty stdin, a ^@ or ^D, around it)
-    assert r.returncode == 4 and "/dev/pts/0" in r.stdout.split(), r
+    assert r.returncode == 4 and "/dev/pts/0" in r.stdout, r
     assert md("run", "--rm", "--runtime", "nosuch", "busybox", "true").stderr.strip() == \
         "minidocker: unknown or invalid runtime name: nosuch"
     assert md.out("ps", "-aq") == ""

@@ -252,7 +252,7 @@ def test_exec_tty_is_relayed_without_a_console_socket(root, bundle):
     cmd = " ".join(RUNTIME + ["--root", root, "exec", "--tty", cid, "sh", "-c", "'tty; exit 6'"])
     r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, timeout=30)
-    assert r.returncode == 6 and "/dev/pts/0" in r.stdout.split(), r
+    assert r.returncode == 6 and "/dev/pts/0" in r.stdout, r
     assert one_error_line(runtime_cli(root, "exec", "--tty", "--detach", cid, "true")) == \
         "cannot allocate tty if runc will detach without setting console socket"
     assert runtime_cli(root, "delete", "--force", cid).returncode == 0

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
+from .. import paths
 from ..errors import Conflict, InvalidInput
 from . import monitor
-from .containers import Container, delete_record, list_containers
+from .containers import Container, list_containers
 from .logs import read_records
+from .etc_files import lookup_user
 
 
 def parse_signal(name: str | int) -> int:
@@ -40,45 +43,28 @@ def reconcile(c: Container) -> Container:
         try:
             monitor.finish(c, 255)
         finally:
-            _remove_cgroup(c)
+            monitor.remove_cgroup(c)
     return c
 
 
 def reconcile_all() -> list[Container]:
     """Reconcile every container, and let the network free what dead ones left."""
     containers = [reconcile(c) for c in list_containers()]
+    # Lazy: the network package costs ~16-20 ms to import, and `run`, which imports
+    # this module, must not pay for it with --network none.
     from .. import network
     network.cleanup_stale()
     return containers
 
 
-def _remove_cgroup(c: Container) -> None:
-    """Kill whatever is left in the container's cgroup and delete the group. A group
-    the kernel will not let go (a process stuck in uninterruptible sleep) is reported
-    on stderr, not hidden."""
-    from ..kernel import cgroups
-    cg = cgroups.open_cgroup(c.cgroup)
-    try:
-        if cg.exists():
-            cg.kill_all()
-            cg.remove()
-    except OSError as e:
-        import sys
-        print(f"minidocker: warning: container {c.short_id}: cannot remove its cgroup: {e}",
-              file=sys.stderr)
-
-
 def start(c: Container, store, attach: bool) -> int | None:
-    """Start a created or exited container: attached returns its exit code."""
+    """Start a created or exited container: attached returns its exit code. A ``--rm``
+    container is removed by its monitor when it exits (:func:`.monitor.auto_remove`)."""
     reconcile(c)
     if c.state["State"]["Running"]:
         return None
     if attach:
-        try:
-            return monitor.run(c, store, attach=True)
-        finally:
-            if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir):
-                remove(c.reload(), force=True)
+        return monitor.run(c, store, attach=True)
     monitor.start_detached(c, store)
     return None
 
@@ -119,7 +105,7 @@ def stop(c: Container, timeout: float = 10) -> None:
         except ProcessLookupError:
             pass
     c.wait_for_monitor()
-    c.reload()
+    _reload_unless_removed(c)
 
 
 def wait(c: Container) -> int:
@@ -137,20 +123,25 @@ def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
                            "before attempting removal or force remove")
         kill(c, signal.SIGKILL)
         c.wait_for_monitor()
+        if not _reload_unless_removed(c):
+            return  # a --rm container: its monitor removed it on the way out
+    monitor.remove_stopped(c, volumes=volumes)
+
+
+def _reload_unless_removed(c: Container) -> bool:
+    """Re-read the record after its monitor has exited; False if the monitor removed
+    the container meanwhile (``--rm``)."""
+    try:
         c.reload()
-    monitor.umount_rootfs(c)
-    _remove_cgroup(c)
-    if volumes:
-        from . import volumes as vol
-        vol.remove_anonymous(c.state)
-    delete_record(c)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def logs(c: Container, follow: bool = False, timestamps: bool = False, tail: str = "all",
          out=None, err=None):
     """Replay ``container.log`` to our stdout/stderr; with ``follow`` keep going until the
     container stops."""
-    import sys
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     records = list(read_records(c.log_path))
@@ -203,9 +194,11 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
             interactive=False, detach=False) -> int:
     """``docker exec``: run another process inside a running container's namespaces and
     cgroup, with the container's environment plus ``env``."""
+    # Lazy: the runtime package costs ~12 ms to import (create.py and bundle.py import
+    # it too); ps, stop and rm import this module and never need it.
     from .. import runtime
+    from .bundle import DEFAULT_PATH
     from .create import merge_env, parse_env
-    from .rootfs import lookup_user
     reconcile(c)
     if not c.state["State"]["Running"]:
         raise Conflict(f"Container {c.id} is not running")
@@ -213,11 +206,9 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
     uid, gid, extra_gids, home = lookup_user(c.rootfs, user if user is not None else cfg.get("User") or "")
     environment = merge_env(cfg["Env"], parse_env(env))
     if not any(e.startswith("PATH=") for e in environment):
-        from .bundle import DEFAULT_PATH
         environment.insert(0, DEFAULT_PATH)
     # The new process gets what the container's own process got (its bundle says):
     # capabilities, no_new_privs and the system call filter.
-    from .. import paths
     spec = paths.read_json(os.path.join(c.bundle, "config.json"))
     kwargs = dict(env=environment, cwd=workdir or cfg.get("WorkingDir") or "/", uid=uid, gid=gid,
                   additional_gids=extra_gids, terminal=tty, interactive=interactive, detach=detach,

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import array
 import os
-import shutil
 import socket
 import stat
-import tempfile
 
 from ..errors import InvalidInput
 
@@ -53,7 +51,9 @@ class ConsoleListener:
     """
 
     def __init__(self):
-        self.directory = tempfile.mkdtemp(prefix="minidocker-console-")
+        self.directory = os.path.join(os.environ.get("TMPDIR") or "/tmp",
+                                      f"minidocker-console-{os.urandom(6).hex()}")
+        os.mkdir(self.directory, 0o700)
         self.path = os.path.join(self.directory, "console.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(self.path)
@@ -78,4 +78,8 @@ class ConsoleListener:
 
     def close(self) -> None:
         self.sock.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        for path, remove in ((self.path, os.unlink), (self.directory, os.rmdir)):
+            try:
+                remove(path)
+            except OSError:
+                pass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from ..errors import InvalidInput, MinidockerError
+from ..kernel import cgroups
 from .spec import RUNC_APPENDED_DEVICE_RULES
 
 
@@ -32,7 +33,6 @@ def create_cgroup(spec: dict, container_id: str):
     (``owned``); an existing one belongs to someone else, and a top-level group
     (``/system.slice``) to the machine.
     """
-    from ..kernel import cgroups
     path = cgroup_path(spec, container_id)
     if "/" not in path:
         raise InvalidInput(f"linux.cgroupsPath {path!r}: must be below a top-level group "

@@ -13,7 +13,7 @@ The *status* is never stored: it is worked out each time from the kernel, becaus
 process may die at any moment without telling anyone (OCI runtime spec, "State"):
 
 * ``stopped``: the init's pid is gone, is a zombie, or is now another process (pids
-  are reused: the init's start time, field 22 of ``/proc/PID/stat``, must match);
+  are reused: the init's start time must match, see :mod:`minidocker.kernel.processes`);
 * ``paused``: the container's cgroup is frozen (``pause``);
 * ``created``: ``exec.fifo`` still exists: the init is blocked opening it, before
   ``execve`` (``start`` removes it);
@@ -36,6 +36,7 @@ import pwd
 import re
 
 from ..errors import Conflict, InvalidInput, NotFound
+from ..kernel import cgroups, processes
 
 #: runc's default is /run/runc; ours sits beside it, so the two never mix.
 DEFAULT_ROOT = "/run/minidocker-runtime"
@@ -56,25 +57,6 @@ def check_id(container_id: str) -> str:
     if not container_id or not _ID.match(container_id) or container_id in (".", ".."):
         raise InvalidInput(f"invalid container id format: {container_id}")
     return container_id
-
-
-def process_start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks after boot (``/proc/PID/stat`` field 22),
-    or None if there is no such process or it is a zombie.
-
-    A pid alone does not name a process for long: once it exits, the kernel may give
-    the number to a new one. The pair (pid, start time) does.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces or ")".
-    fields = text[text.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 class ContainerState:
@@ -163,7 +145,7 @@ class ContainerState:
     # -- what the kernel says
     def init_alive(self) -> bool:
         pid = self.data.get("pid")
-        return bool(pid) and process_start_time(pid) == self.data.get("init_start_time")
+        return bool(pid) and processes.is_alive(pid, self.data.get("init_start_time"))
 
     def status(self, cgroup=None) -> str:
         """``created``, ``running``, ``paused`` or ``stopped`` (see the module doc).
@@ -182,7 +164,6 @@ class ContainerState:
         """The container's cgroup, or None if it has none."""
         if not self.data.get("cgroup"):
             return None
-        from ..kernel import cgroups
         cg = cgroups.open_cgroup(self.data["cgroup"])
         cg.owned = bool(self.data.get("cgroup_owned"))
         return cg
@@ -225,7 +206,7 @@ def new_state(spec: dict, bundle: str, rootfs: str, pid: int, created: str,
     return {
         "ociVersion": spec.get("ociVersion", ""),
         "pid": pid,
-        "init_start_time": process_start_time(pid),
+        "init_start_time": processes.start_time(pid),
         "bundle": bundle,
         "rootfs": rootfs,
         "created": created,
