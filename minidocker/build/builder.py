@@ -40,7 +40,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 
 from . import BuildError
 from .cache import StepCache, step_key
@@ -50,7 +49,7 @@ from .expand import ExpansionError, env_dict, process_word
 from .files import ImageView, Staging
 from .instructions import DEFAULT_PATH, PREPARE, Step, cfg
 from .parser import Instruction, parse_file, parse_instruction_text
-from .. import clock
+from .. import clock, scratch
 from ..errors import MinidockerError, NotFound
 from ..image.store import overlay_layer_dirs
 
@@ -103,7 +102,7 @@ class Stage:
         return ImageView(self.layer_dirs())
 
     def new_staging(self) -> Staging:
-        path = tempfile.mkdtemp(dir=self.build.tmp_dir, prefix="staging-")
+        path = scratch.mkdtemp(self.store.root, "staging")
         self.build.scratch_dirs.append(path)
         return Staging(path, self.view())
 

@@ -53,13 +53,11 @@ def _build_from_stdin(context, tags, build_args, target, no_cache, quiet, networ
     comes from stdin and is written to a scratch file for the build."""
     import shutil
     import sys
-    import tempfile
 
     from .. import paths
     from ..build.builder import Build
-    scratch_root = os.path.join(paths.data_root(), "tmp")
-    os.makedirs(scratch_root, exist_ok=True)
-    scratch = tempfile.mkdtemp(dir=scratch_root, prefix="stdin-build-")
+    from .. import scratch as scratch_space
+    scratch = scratch_space.mkdtemp(paths.data_root(), "stdin-build")
     try:
         dockerfile = os.path.join(scratch, "Dockerfile")
         with open(dockerfile, "wb") as f:

@@ -23,7 +23,6 @@ import contextlib
 import copy
 import hashlib
 import os
-import tempfile
 
 from .. import clock, paths
 from ..errors import InvalidInput
@@ -237,12 +236,13 @@ def export_container(container, out, store: Store | None = None) -> None:
         # overlay over a live upper dir would be "undefined behaviour" (overlayfs.rst).
         layer_changes.layer_tar_from_upperdir(container.rootfs, out)
         return
-    os.makedirs(store.tmp_dir, exist_ok=True)
+    from .. import scratch
     lowers = [container.upper_dir] + list(reversed(store.layer_dirs(container.image_id)))
     if len(lowers) < 2:
         # overlayfs needs two lower dirs when there is no upper dir
-        lowers.append(tempfile.mkdtemp(dir=store.tmp_dir, prefix="export-empty-"))
-    target = tempfile.mkdtemp(dir=store.tmp_dir, prefix="export-")
+        lowers.append(scratch.mkdtemp(store.root, "export-empty"))
+    # owned scratch: if this process is killed, a later sweep unmounts and removes it
+    target = scratch.mkdtemp(store.root, "export")
     try:
         syscalls.mount("overlay", target, "overlay", syscalls.MS_RDONLY,
                        f"lowerdir={':'.join(lowers)}")

@@ -45,7 +45,6 @@ import posixpath
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -344,7 +343,8 @@ def spool_archive(src, tmp_dir: str) -> str:
     its path. Reading an archive needs random access (``manifest.json`` is at the end
     of a Docker archive, but says how to read what comes before); streaming to disk
     keeps memory flat."""
-    fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="load-")
+    from .. import scratch
+    fd, path = scratch.mkstemp(os.path.dirname(tmp_dir), "load")
     try:
         with os.fdopen(fd, "wb") as out:
             head = _read_head(src, 8)
