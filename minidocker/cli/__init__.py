@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "stop": "containers:stop",
     "kill": "containers:kill",
     "rm": "containers:rm",
+    "pause": "containers:pause",
+    "unpause": "containers:unpause",
     "exec": "containers:exec_",
     "inspect": "containers:inspect",
     "wait": "containers:wait",

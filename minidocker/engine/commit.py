@@ -19,12 +19,12 @@ same (``containers/<id>/init``, see :mod:`minidocker.engine.rootfs`). Other moun
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import os
 
 from .. import clock, paths
+from ..crashpoint import reached as crash_point
 from ..errors import InvalidInput
 from ..image import changes as layer_changes
 from ..image.store import Store
@@ -58,30 +58,14 @@ def container_diff(container, store: Store | None = None) -> list[layer_changes.
                                                exclude=engine_made_paths(container))
 
 
-@contextlib.contextmanager
 def paused(container, pause: bool = True):
     """Freeze a running container's processes for the time of the commit (Docker's
     ``commit --pause``, on by default): files do not change under the tar writer.
-    Uses the freezer cgroup; where there is none, the commit goes on unpaused."""
-    cg = None
-    if pause and container.state.get("State", {}).get("Running"):
-        from ..kernel import cgroups
-        try:
-            cg = cgroups.open_cgroup(container.cgroup)
-            if cg.is_frozen():
-                cg = None           # paused by the user already: leave it as it is
-            else:
-                cg.freeze()
-        except OSError:             # no freezer here, or the container just stopped
-            cg = None
-    try:
-        yield
-    finally:
-        if cg is not None:
-            try:
-                cg.thaw()
-            except OSError:
-                pass
+    The pause is recorded as this command's, so that if the commit is killed, the next
+    command that looks at the container thaws it (:mod:`.freezer`). Where there is
+    no freezer, the commit goes on unpaused."""
+    from .freezer import paused_by_command
+    return paused_by_command(container, pause)
 
 
 def committed_config(parent: dict, container_config: dict, changes=(), author: str = "",
@@ -125,7 +109,9 @@ def commit_container(container, repository: str | None = None, message: str = ""
     If anything fails, the layer it stored is removed again.
     """
     from ..image.bootstrap import parse_changes
+    from .lifecycle import reconcile
     store = store or Store()
+    reconcile(container)                    # (a pause left by a killed commit, say)
     if repository:
         from ..image.store import normalize_name
         normalize_name(repository)          # a bad name fails before any work
@@ -136,6 +122,7 @@ def commit_container(container, repository: str | None = None, message: str = ""
     lowers = store.layer_dirs(parent_id)
     exclude = engine_made_paths(container)
     with paused(container, pause):
+        crash_point("commit-paused")
         layer = store_layer_from_upperdir(store, container.upper_dir, lowers, exclude)
     try:
         state = container.state
@@ -145,6 +132,7 @@ def commit_container(container, repository: str | None = None, message: str = ""
             created_by=" ".join(c for c in command if c), diff_id=layer["diff_id"],
             created=clock.rfc3339(layer_changes.source_date_epoch()))
         image_id = store.write_image(config, parent_layers + [layer])
+        crash_point("image-recorded")
         if repository:
             store.tag(image_id, repository)
     except BaseException:

@@ -23,6 +23,7 @@ import sys
 import termios
 import tty
 
+from ..crashpoint import reached as crash_point
 from ..errors import MinidockerError
 from .containers import Container, now_iso
 from .logs import LogWriter
@@ -141,6 +142,7 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
         start_process(c, proc)
         c.update_state(Status="running", Running=True, Pid=proc.pid, StartedAt=now_iso(),
                        ExitCode=0, OOMKilled=False, Error="")
+        crash_point("container-started")    # (the crash tests' "monitor killed")
         if on_started:
             on_started()
         log = LogWriter(c.log_path)
@@ -184,9 +186,10 @@ def finish(c: Container, code: int, proc=None, error: str = "") -> None:
             proc.cleanup()
         if os.path.isdir(c.dir):
             # As Docker: a stopped container has no address and publishes no ports.
-            c.update(NetworkSettings={},
-                     state=dict(Status="exited", Running=False, Pid=0, ExitCode=code,
-                                OOMKilled=oom, Error=error, FinishedAt=now_iso()))
+            c.update(NetworkSettings={}, _PausedBy=None,
+                     state=dict(Status="exited", Running=False, Paused=False, Pid=0,
+                                ExitCode=code, OOMKilled=oom, Error=error,
+                                FinishedAt=now_iso()))
 
 
 # ------------------------------------------------------------------------ I/O relay
