@@ -405,7 +405,9 @@ class Build:
         declared = {a.partition("=")[0] for a in args}
         proxies = [f"{k}={self.build_args[k]}" for k in PROXY_ARGS
                    if k in self.build_args and k not in declared]
+        from ..kernel import process
         opts = {"entrypoint": "", "env": args + proxies, "network": self.network, "pull": False,
+                "owner": process.identity(),   # a killed build's container goes too
                 "workdir": cfg(stage).get("WorkingDir") or None,
                 "user": cfg(stage).get("User") or None}
         container = engine_create.create_container(self.store, stage.image_id, command, opts)

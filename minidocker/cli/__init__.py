@@ -59,6 +59,8 @@ COMMANDS: dict[str, str] = {
     "network": "network:network",
     "port": "network:port",
     "volume": "volumes:volume",
+    # the data root as a whole
+    "system": "system:system",
 }
 
 

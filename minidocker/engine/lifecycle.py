@@ -35,7 +35,7 @@ def parse_signal(name: str | int) -> int:
 MONITOR_EXIT_TIMEOUT = 10.0
 
 
-def reconcile(c: Container) -> Container:
+def reconcile(c: Container, removing: bool = False) -> Container:
     """Bring the record in line with what is really there, as Docker does when its
     daemon restarts. Every command that looks at a container calls this first.
 
@@ -43,6 +43,8 @@ def reconcile(c: Container) -> Container:
       kill what is left in its cgroup, take down its network and mounts, and mark it
       exited (255). One that was to be removed when it stopped (``--rm``) is removed.
     - A pause whose holder is gone (a killed ``commit``) is undone (:mod:`.freezer`).
+    - A container that belonged to a command that is gone (a killed build's RUN
+      step) is removed. (``removing``: called by :func:`remove` itself.)
     """
     if c.state["State"].get("Running") and not c.monitor_alive():
         # Not by the recorded pid: after a reboot that number names another process.
@@ -53,8 +55,9 @@ def reconcile(c: Container) -> Container:
             monitor.finish(c, 255)
         finally:
             _remove_cgroup(c)
-        if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir):
+        if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir) and not removing:
             remove(c.reload(), force=True)
+            return c
     elif c.state["State"].get("Paused"):
         freezer.reconcile(c)
     elif _left_set_up(c) and not c.monitor_alive():
@@ -66,7 +69,17 @@ def reconcile(c: Container) -> Container:
         finally:
             monitor.umount_rootfs(c)
             _remove_cgroup(c)
+    if not removing and _orphaned(c) and os.path.isdir(c.dir):
+        remove(c, force=True)
     return c
+
+
+def _orphaned(c: Container) -> bool:
+    """A container that belongs to a command (``_Owner``: a build's RUN step) whose
+    command is gone, and that no monitor runs: nobody will ever remove it but us."""
+    from ..kernel import process
+    owner = c.state.get("_Owner")
+    return bool(owner) and not process.alive(owner) and not c.monitor_alive()
 
 
 def _left_set_up(c: Container) -> bool:
@@ -185,7 +198,7 @@ def _wait_after_kill(c: Container, force: bool = False) -> None:
         raise MinidockerError(f"container {c.short_id}: its monitor did not exit even "
                               "after SIGKILL")
     if _reload(c):
-        reconcile(c)
+        reconcile(c, removing=force)
 
 
 def _reload(c: Container) -> bool:
@@ -218,7 +231,7 @@ def unpause(c: Container) -> None:
 
 def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
     """``docker rm``: every trace of the container goes (mounts, cgroup, network, dir)."""
-    reconcile(c)
+    reconcile(c, removing=True)
     if not os.path.isdir(c.dir):
         return      # a --rm container that reconcile has just removed
     if c.state["State"]["Running"]:

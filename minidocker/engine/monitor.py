@@ -29,6 +29,9 @@ from .containers import Container, now_iso
 from .logs import LogWriter
 from .rootfs import etc_files, mount_rootfs, umount_rootfs, write_hosts
 
+#: How long ``run -d`` / ``start`` wait for the monitor to say that the container runs.
+START_TIMEOUT = 120.0
+
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
 
@@ -321,6 +324,19 @@ def start_detached(c: Container, store) -> None:
             os._exit(code)
     os.close(w)
     os.waitpid(child, 0)
+    import select
+    readable, _, _ = select.select([r], [], [], START_TIMEOUT)
+    if not readable:
+        # A monitor that does not get there is stopped, not left to start the
+        # container behind the user's back later.
+        os.close(r)
+        from .lifecycle import reconcile
+        for pid in c.monitor_pids():
+            os.kill(pid, signal.SIGKILL)
+        c.wait_for_monitor(5)
+        reconcile(c.reload())
+        raise MinidockerError(f"container {c.short_id} did not start within "
+                              f"{START_TIMEOUT:g}s")
     with os.fdopen(r, "rb") as f:
         line = f.readline().decode().strip()
     if line != "ok":

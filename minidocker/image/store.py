@@ -268,15 +268,16 @@ class Store:
         ``system check``) takes it exclusively, and so sees unreferenced content only
         when no writer is alive. A killed writer's lock goes with it (``flock``)."""
         key = (self.root, os.getpid())
-        if key not in _WRITER_LOCKS:
+        if key not in _WRITER_LOCKS and self.root not in _COLLECTING:
             _WRITER_LOCKS[key] = paths.acquire_flock(
                 os.path.join(self.root, "locks", GC_LOCK), shared=True,
                 what="the 'gc' lock (a garbage collection is running)")
 
     def collecting(self, timeout: float = 2.0):
         """The ``gc`` lock, exclusively: no writer is alive while it is held. Raises
-        :class:`~minidocker.errors.MinidockerError` after ``timeout`` seconds."""
-        return paths.locked(GC_LOCK, root=self.root, timeout=timeout)
+        :class:`~minidocker.errors.MinidockerError` after ``timeout`` seconds. While
+        it is held, this process may write too (a repair extracting a layer again)."""
+        return _Collecting(self.root, timeout)
 
     def locked(self):
         """The store-wide lock for read-modify-write of tags and image records."""
@@ -802,6 +803,25 @@ class Store:
 # ====================================================================== module helpers
 #: (data root, pid) -> the fd holding the ``gc`` lock shared (see Store.hold_writer_lock)
 _WRITER_LOCKS: dict[tuple[str, int], int] = {}
+
+
+#: data roots whose ``gc`` lock this process holds exclusively (Store.collecting)
+_COLLECTING: set[str] = set()
+
+
+class _Collecting(paths.locked):
+    def __init__(self, root: str, timeout: float):
+        super().__init__(GC_LOCK, root=root, timeout=timeout)
+        self.root = root
+
+    def __enter__(self):
+        super().__enter__()
+        _COLLECTING.add(self.root)
+        return self
+
+    def __exit__(self, *exc):
+        _COLLECTING.discard(self.root)
+        return super().__exit__(*exc)
 
 
 def _forget_writer_locks() -> None:
