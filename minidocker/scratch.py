@@ -131,6 +131,8 @@ def discard(root: str, path: str, kind: str = "deleted") -> None:
     except BaseException:
         os.rmdir(doomed)
         raise
+    from .crashpoint import reached
+    reached("discarding")
     remove_tree(doomed)
 
 

@@ -50,6 +50,7 @@ from .files import ImageView, Staging
 from .instructions import DEFAULT_PATH, PREPARE, Step, cfg
 from .parser import Instruction, parse_file, parse_instruction_text
 from .. import clock, scratch
+from ..crashpoint import reached as crash_point
 from ..errors import MinidockerError, NotFound
 from ..image.store import overlay_layer_dirs
 
@@ -356,6 +357,7 @@ class Build:
             step.apply()
         self.commit(stage, step)
         self.cache.record(key, stage.image_id)
+        crash_point("step-committed")
 
     def commit(self, stage: Stage, step: Step) -> None:
         """Write the stage's current config and layers as a new image."""

@@ -132,7 +132,6 @@ def commit_container(container, repository: str | None = None, message: str = ""
             created_by=" ".join(c for c in command if c), diff_id=layer["diff_id"],
             created=clock.rfc3339(layer_changes.source_date_epoch()))
         image_id = store.write_image(config, parent_layers + [layer])
-        crash_point("image-recorded")
         if repository:
             store.tag(image_id, repository)
     except BaseException:

@@ -342,6 +342,7 @@ class Store:
         except BaseException:
             _unlink_quietly(tmp)
             raise
+        crash_point("blob-stored")
         return digest, size
 
     def new_blob(self) -> "BlobWriter":
@@ -515,6 +516,7 @@ class Store:
                                    "was being written; try again")
             self._ensure_dirs()
             paths.write_json(self._image_record_path(config_digest), manifest)
+        crash_point("image-recorded")
         return config_digest
 
     def has_image(self, image_id: str) -> bool:
@@ -581,6 +583,7 @@ class Store:
                 raise NotFound(f"No such image: {key}")
             image_id = repos.pop(key)
             self._write_repositories(repos)
+        crash_point("untagged")
         return image_id
 
     def tags_of(self, image_id: str) -> list[str]:
@@ -797,6 +800,7 @@ class Store:
         doomed = scratch.mkdtemp(self.root, "deleted-layer")
         os.rename(self.layer_dir(diff_id), os.path.join(doomed, "layer"))
         _unlink_quietly(self._layer_meta_path(diff_id))
+        crash_point("discarding")
         scratch.remove_tree(doomed)
 
 
