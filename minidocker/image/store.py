@@ -505,6 +505,7 @@ class Store:
                         "digest": layer["digest"], "size": layer["size"]}
                        for layer in layers],
         }
+        self._ensure_dirs()     # (the writer's lock before the store lock, never after)
         with self.locked():
             # A concurrent rmi may have removed a blob or layer we were about to use.
             if not self.has_blob(config_digest):
@@ -514,7 +515,6 @@ class Store:
                 if not self.has_blob(layer["digest"]) or not self.has_layer(layer["diff_id"]):
                     raise Conflict(f"layer {layer['diff_id']} was removed while the image "
                                    "was being written; try again")
-            self._ensure_dirs()
             paths.write_json(self._image_record_path(config_digest), manifest)
         crash_point("image-recorded")
         return config_digest
