@@ -373,10 +373,12 @@ def cleanup_stale() -> list[str]:
 
 
 def stale_holdings() -> list[tuple[str, str]]:
-    """What dead containers still hold, for ``system check`` (``cleanup_stale`` gives
-    it back): ``(container id, what)`` for each address lease whose process is gone,
-    each published host port of a container with no live lease, and each host-wide
-    address claim (``/run/minidocker/addresses``) whose holder is gone."""
+    """What dead containers of this data root still hold, for ``system check``
+    (``cleanup_stale`` gives it back): ``(container id, what)`` for each address lease
+    whose process is gone, each published host port of a container with no live
+    lease, and each host-wide address claim (``/run/minidocker/addresses``) of one of
+    those. (Other data roots' claims are theirs to report; a dead one is taken over
+    by the next container that wants its address anyway.)"""
     found, live = [], set()
     for rec in networks.list_records():
         for ip, lease in sorted(ipam.leases_of(rec["Name"]).items()):
@@ -387,11 +389,13 @@ def stale_holdings() -> list[tuple[str, str]]:
     for slot, cid in sorted(ports.load_table().items()):
         if cid not in live:
             found.append((cid, f"host port {slot}"))
+    mine = {cid for cid, _ in found}
     for bridge_name in _listdir(ipam.CLAIMS_DIR):
         for ip in _listdir(os.path.join(ipam.CLAIMS_DIR, bridge_name)):
             holder = ipam.read_claim(bridge_name, ip)
-            if holder is not None and not ipam.lease_is_alive(holder):
-                found.append((holder.get("Container", "?"),
+            if holder is not None and holder.get("Container") in mine and \
+                    not ipam.lease_is_alive(holder):
+                found.append((holder["Container"],
                               f"claim on address {ip} of bridge {bridge_name}"))
     return found
 
