@@ -5,7 +5,6 @@ tests/test_crash.py's.)"""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
