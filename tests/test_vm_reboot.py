@@ -6,9 +6,9 @@ tests/vm/harness.py), which boots twice with a disk that outlives the guest
 
 1. ``test_phase1``: a data root and a registry on that disk, busybox and a large image
    in the registry, a container running; everything so far is synced (the machine has
-   been up a while), then a ``pull`` starts and, once it is writing, the guest asks the
-   harness to cut the power (qemu is SIGKILLed: no sync, no unmount; what the guest had
-   not written to the disk is lost);
+   been up a while), then a ``pull`` starts; once it is writing, what it wrote so far is
+   synced, and the guest asks the harness to cut the power (qemu is SIGKILLed: no sync,
+   no unmount; what the pull wrote since is lost);
 2. ``test_phase2``, after the next boot: ``system check`` is clean or repaired to clean,
    the container that was running is reconciled to exited (its old pid now names
    another process, or none), the same pull completes and a container from it works.
@@ -106,6 +106,10 @@ def test_phase1():
         if any(n.startswith(("blob-", "layer-")) for n in os.listdir(tmp)):
             break
         time.sleep(0.05)
+    # Some of the pull reaches the disk (the kernel writes back now and then), the
+    # rest is lost with the power: a sync half-way, then the cut.
+    time.sleep(0.5)
+    os.sync()
     console(POWER_CUT_MARK)
     time.sleep(600)         # the harness kills the machine now
     registry.kill()

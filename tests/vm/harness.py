@@ -957,6 +957,8 @@ def reboot_test(s: Settings, prepared: Prepared, accel: str, why: str) -> int:
                 log(f"boot 1 ended without a power cut (pytest status {status})")
                 return status if status else EXIT_HARNESS_ERROR
             if phase == 1:
+                sys.stdout.write("\n")
+                sys.stdout.flush()
                 log("the power was cut in the middle of the pull; booting again")
         last = keep_last_results(vm.dir, s.workdir)
         if status is None:
