@@ -33,9 +33,13 @@ The root is ``--root DIR``, else ``$MINIDOCKER_ROOT``, else ``/var/lib/minidocke
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+import time
+
+from .errors import MinidockerError
 
 DEFAULT_ROOT = "/var/lib/minidocker"
 
@@ -54,12 +58,11 @@ def write_atomic(path: str, data: bytes | str, mode: int = 0o644, durable: bool 
     other records whenever they are used (a bundle's config.json)."""
     if isinstance(data, str):
         data = data.encode()
-    from .scratch import atomic_prefix
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     # The name says who writes it: a writer killed before the rename leaves a file
     # that ``system check`` can tell from one being written right now.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=atomic_prefix())
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".tmp-{owner_tag()}-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -74,6 +77,27 @@ def write_atomic(path: str, data: bytes | str, mode: int = 0o644, durable: bool 
         except FileNotFoundError:
             pass
         raise
+
+
+_owner: tuple[int, str] | None = None
+
+
+def owner_tag() -> str:
+    """``<pid>-<start time>`` of this process, what scratch names and ``write_atomic``'s
+    temporary files carry to say who made them (:mod:`minidocker.scratch`). The start
+    time is field 22 of ``/proc/self/stat`` (:func:`minidocker.kernel.processes.start_time`
+    reads any process's; this bottom layer cannot import the kernel layer). Cached: a
+    forked child computes its own."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:
+        try:
+            with open("/proc/self/stat") as f:
+                start = f.read().rsplit(")", 1)[1].split()[19]
+        except (OSError, IndexError):
+            start = "0"
+        _owner = (pid, f"{pid}-{start}")
+    return _owner[1]
 
 
 def write_json(path: str, obj, durable: bool = True) -> None:
@@ -126,8 +150,6 @@ def acquire_flock(path: str, shared: bool = False, timeout: float = LOCK_TIMEOUT
     """Open ``path`` (made if missing) and ``flock`` it, waiting at most ``timeout``
     seconds; returns the fd, which holds the lock until it is closed. Polls with a
     non-blocking ``flock`` (a blocking one cannot be given a deadline without signals)."""
-    import fcntl
-    import time
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     how = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
@@ -142,7 +164,6 @@ def acquire_flock(path: str, shared: bool = False, timeout: float = LOCK_TIMEOUT
         if time.monotonic() >= deadline:
             holders = lock_holders(path)
             os.close(fd)
-            from .errors import MinidockerError
             who = f" (held by pid {', '.join(map(str, holders))})" if holders else ""
             raise MinidockerError(f"timed out after {timeout:g}s waiting for {what}{who}")
         time.sleep(pause)

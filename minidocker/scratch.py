@@ -13,7 +13,7 @@ So a scratch name says who owns it::
     layer-4242-987654-k3j2x9a1
     ^kind ^pid ^start ^random (tempfile)
 
-``pid`` and ``start`` are the owner's identity (:mod:`minidocker.kernel.process`: the
+``pid`` and ``start`` are the owner's identity (:mod:`minidocker.kernel.processes`: the
 pid and the process's start time, which together never name two processes). A command
 that makes scratch first sweeps what *dead* owners left (:func:`sweep`, once per
 process); ``system check`` reports such leftovers and ``--repair`` removes them. What a
@@ -24,8 +24,8 @@ one): a sweep unmounts those before it deletes anything, so that deleting never 
 through a mount into the files it shows.
 
 The temporary files of :func:`minidocker.paths.write_atomic` live beside their target
-instead (``.tmp-<pid>-<start>-…``, see :func:`atomic_prefix`), and are found by
-``system check``.
+instead (``.tmp-<pid>-<start>-…``, :func:`minidocker.paths.owner_tag`), and are found
+by ``system check``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ import shutil
 import tempfile
 import time
 
-from .kernel import process
+from . import paths
+from .crashpoint import reached
+from .kernel import mounts, processes
 
 #: What a command left in ``$ROOT/tmp`` and that has no owner in its name (made by an
 #: older minidocker, or by hand) is removed once it is older than this.
@@ -45,31 +47,16 @@ UNOWNED_GRACE = 24 * 3600
 _OWNED = re.compile(r"^\.?(?P<kind>[a-z][a-z-]*?)-(?P<pid>\d+)-(?P<start>\d+)-")
 _LEGACY = re.compile(r"^(?P<kind>[a-z][a-z-]*?)-(?P<pid>\d+)-(?!\d+-)")
 
-_me: tuple[int, str] | None = None
 _swept: set[str] = set()
-
-
-def _owner_tag() -> str:
-    """``<pid>-<start>`` of this process (cached; a forked child gets its own)."""
-    global _me
-    pid = os.getpid()
-    if _me is None or _me[0] != pid:
-        _me = (pid, f"{pid}-{process.start_time(pid) or 0}")
-    return _me[1]
 
 
 def prefix(kind: str) -> str:
     """The name prefix of this process's scratch of ``kind``: ``layer-<pid>-<start>-``."""
-    return f"{kind}-{_owner_tag()}-"
-
-
-def atomic_prefix() -> str:
-    """The prefix of :func:`minidocker.paths.write_atomic`'s temporary files."""
-    return f".tmp-{_owner_tag()}-"
+    return f"{kind}-{paths.owner_tag()}-"
 
 
 def owner(name: str) -> dict | None:
-    """The owner a scratch name records, as a :func:`~minidocker.kernel.process.identity`
+    """The owner a scratch name records, as a :func:`~minidocker.kernel.processes.identity`
     (``PidStart`` None for an older, pid-only name), or None when it names none."""
     m = _OWNED.match(name)
     if m:
@@ -86,8 +73,8 @@ def is_stale(path: str, now: float | None = None) -> bool:
     older than :data:`UNOWNED_GRACE`."""
     who = owner(os.path.basename(path))
     if who is not None and who["PidStart"] is not None:
-        return not process.alive(who)
-    if who is not None and not process.alive(who):
+        return not processes.owner_alive(who)
+    if who is not None and not processes.owner_alive(who):
         return True
     try:
         st = os.lstat(path)
@@ -131,7 +118,6 @@ def discard(root: str, path: str, kind: str = "deleted") -> None:
     except BaseException:
         os.rmdir(doomed)
         raise
-    from .crashpoint import reached
     reached("discarding")
     remove_tree(doomed)
 
@@ -177,7 +163,6 @@ def remove_tree(path: str) -> None:
     (deepest first, lazily), so that deleting stays on this side of every mount."""
     if os.path.isdir(path) and not os.path.islink(path):
         for point in mounts_under(path):
-            from .kernel import mounts
             try:
                 mounts.umount(point, lazy=True)
             except OSError:
@@ -194,7 +179,6 @@ def remove_tree(path: str) -> None:
 
 def mounts_under(path: str) -> list[str]:
     """Mount points at or below ``path``, deepest first."""
-    from .kernel import mounts
     top = os.path.realpath(path)
     found = [p for p in mounts.mountpoints() if p == top or p.startswith(top + "/")]
     return sorted(found, key=len, reverse=True)

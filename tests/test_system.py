@@ -145,8 +145,8 @@ def test_dangling_tag_and_unknown_files(root):
 
 
 def _start(pid):
-    from minidocker.kernel import process
-    return process.start_time(pid)
+    from minidocker.kernel import processes
+    return processes.start_time(pid)
 
 
 def test_unused_content_is_judged_only_when_no_writer_is_alive(root):

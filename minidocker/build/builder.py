@@ -52,7 +52,12 @@ from .parser import Instruction, parse_file, parse_instruction_text
 from .. import clock, scratch
 from ..crashpoint import reached as crash_point
 from ..errors import MinidockerError, NotFound
-from ..image.store import overlay_layer_dirs
+from ..engine import commit as engine_commit
+from ..engine import create as engine_create
+from ..engine import lifecycle
+from ..engine.commit import store_layer_from_upperdir
+from ..kernel import processes
+from ..image.store import Store, host_architecture, normalize_name, overlay_layer_dirs
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
@@ -64,7 +69,6 @@ PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
 
 def scratch_config() -> dict:
     """The config of an empty image. Docker gives every build stage a PATH."""
-    from ..image.store import host_architecture
     return {"architecture": host_architecture(), "os": "linux",
             "config": {"Env": [DEFAULT_PATH]},
             "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
@@ -114,7 +118,6 @@ class Stage:
     def add_layer_from_upper(self, upper: str, exclude=()) -> None:
         """Pack an upper dir into a new layer on top (streamed into the store, as
         ``commit`` does); ``exclude``: the engine's mount points, not part of an image."""
-        from ..engine.commit import store_layer_from_upperdir
         descriptor = store_layer_from_upperdir(self.store, upper, self.layer_dirs(), exclude)
         self.layers.append(descriptor)
         rootfs = self.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
@@ -144,7 +147,6 @@ class Build:
                  build_args: dict[str, str] | None = None, target: str | None = None,
                  no_cache: bool = False, quiet: bool = False, network: str = "none",
                  out=None, store=None):
-        from ..image.store import Store, normalize_name
         self.store = store or Store()
         self.tags = [normalize_name(t) for t in tags]   # bad names fail before any work
         self.context_dir = context_dir
@@ -292,7 +294,6 @@ class Build:
             if any(s.name == name for s in self.stages):
                 raise inst.error(f"duplicate name {name!r} for build stage")
         if "platform" in inst.flags:
-            from ..image.store import host_architecture
             platform = self.expand_meta(inst, str(inst.flags["platform"]))
             if platform not in ("linux", f"linux/{host_architecture()}"):
                 raise inst.error(f"FROM --platform={platform}: minidocker builds only for "
@@ -398,18 +399,14 @@ class Build:
         """RUN: the command in a container of the engine (same runtime, same isolation
         as ``minidocker run``), on top of the current image; what it changed (the
         container's overlay upper dir) becomes the step's layer."""
-        from ..engine import commit as engine_commit
-        from ..engine import create as engine_create
-        from ..engine import lifecycle
         if stage.image_id is None:
             # a container needs an image to start from: record the scratch stage first
             self.commit(stage, Step("(scratch)"))
         declared = {a.partition("=")[0] for a in args}
         proxies = [f"{k}={self.build_args[k]}" for k in PROXY_ARGS
                    if k in self.build_args and k not in declared]
-        from ..kernel import process
         opts = {"entrypoint": "", "env": args + proxies, "network": self.network, "pull": False,
-                "owner": process.identity(),   # a killed build's container goes too
+                "owner": processes.identity(),   # a killed build's container goes too
                 "workdir": cfg(stage).get("WorkingDir") or None,
                 "user": cfg(stage).get("User") or None}
         container = engine_create.create_container(self.store, stage.image_id, command, opts)

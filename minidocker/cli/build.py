@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 
 import click
+
+from .. import paths
+from .. import scratch as scratch_space
+from ..build.builder import Build
 
 
 def _build_args(items) -> dict[str, str]:
@@ -36,7 +42,6 @@ def _build_args(items) -> dict[str, str]:
 @click.argument("context", metavar="PATH")
 def build(tags, dockerfile, build_args, target, no_cache, quiet, network, context):
     """Build an image from a Dockerfile."""
-    from ..build.builder import Build
     if context == "-" or dockerfile == "-":
         return _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network)
     if dockerfile is not None and not os.path.isabs(dockerfile) and \
@@ -51,12 +56,6 @@ def build(tags, dockerfile, build_args, target, no_cache, quiet, network, contex
 def _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network):
     """``build - < Dockerfile`` (no context at all) or ``build -f - DIR``: the Dockerfile
     comes from stdin and is written to a scratch file for the build."""
-    import shutil
-    import sys
-
-    from .. import paths
-    from ..build.builder import Build
-    from .. import scratch as scratch_space
     scratch = scratch_space.mkdtemp(paths.data_root(), "stdin-build")
     try:
         dockerfile = os.path.join(scratch, "Dockerfile")

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
+
+import click
 
 from .. import clock
 from ..errors import InvalidInput
@@ -66,7 +69,6 @@ def ago(text: str) -> str:
 def format_template(template: str, obj) -> str:
     """A small subset of Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``,
     ``{{json .X}}``, ``{{index .RootFS.Layers 0}}`` (negative indexes count from the end)."""
-
     def lookup(path):
         value = obj
         for part in [p for p in path.split(".") if p]:
@@ -118,8 +120,6 @@ def print_inspected(results: list, fmt: str | None, errors: list[str]) -> None:
     """What every ``inspect`` prints, as Docker's: each object through the ``-f``
     template, or all of them as one JSON array (``[]`` when none was found); then one
     line per name not found on stderr, and exit status 1 if there was any."""
-    import sys
-    import click
     if fmt:
         for r in results:
             click.echo(format_template(fmt, r))

@@ -31,8 +31,8 @@ from ..errors import MinidockerError
 from ..image import check as image_check
 from ..image.check import Problem
 from ..image.store import Store
-from ..kernel import process
-from . import freezer, lifecycle
+from ..kernel import mounts, processes
+from . import freezer, lifecycle, volumes
 from .containers import Container, containers_dir
 
 #: repair rounds at most (a repair may uncover more: an image removed leaves blobs)
@@ -77,7 +77,7 @@ def container_problems(c: Container, store: Store) -> list[Problem]:
     if st.get("Running") and monitor:
         holder = c.state.get("_PausedBy")
         frozen = freezer.is_frozen(c)
-        if st.get("Paused") and holder and not process.alive(holder):
+        if st.get("Paused") and holder and not processes.owner_alive(holder):
             found.append(Problem(subject, f"paused by process {holder.get('Pid')}, which is "
                                  "gone", fix))
         elif st.get("Paused") and not holder and not frozen:
@@ -127,7 +127,6 @@ def _remover(c: Container):
 def _discard(path: str, cid: str):
     def repair():
         for point in scratch.mounts_under(path):
-            from ..kernel import mounts
             mounts.umount(point, lazy=True)
         scratch.discard(paths.data_root(), path, "deleted-container")
         return f"removed container directory {cid[:12]}"
@@ -138,7 +137,6 @@ def _discard(path: str, cid: str):
 def check_mounts(root: str) -> list[Problem]:
     """Mounts under the data root that no running container owns. (Those in ``tmp/``
     belong to scratch: see the scratch check.)"""
-    from ..kernel import mounts
     root = os.path.realpath(root)
     live = set()
     for cid in _listdir(containers_dir()):
@@ -163,7 +161,6 @@ def check_mounts(root: str) -> list[Problem]:
 
 def _umounter(point: str, rel: str):
     def repair():
-        from ..kernel import mounts
         mounts.umount(point, lazy=True)
         return f"unmounted {rel}"
     return repair
@@ -173,7 +170,6 @@ def _umounter(point: str, rel: str):
 def check_volumes(root: str) -> list[Problem]:
     """A volume directory without its ``volume.json``: a ``volume create`` killed half-way
     (nothing lists or mounts it)."""
-    from . import volumes
     problems = []
     base = volumes.volumes_dir()
     for name in _listdir(base):
@@ -191,7 +187,7 @@ def _volume_remover(path: str, name: str):
 
 
 def check_network() -> list[Problem]:
-    from .. import network
+    from .. import network   # lazy: ~16-20 ms, and only this check needs it
     found = network.stale_holdings()
     if not found:
         return []

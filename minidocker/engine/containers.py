@@ -2,9 +2,11 @@
 
 ``$ROOT/containers/<64-hex id>/`` holds everything minidocker knows about a container::
 
-    state.json        what ``inspect`` prints (Docker's field names)
+    state.json        what ``inspect`` prints (Docker's field names), and fields whose
+                      names start with ``_``, which it leaves out (``_MountSpecs``:
+                      -v, --mount and --tmpfs as ``create`` parsed them)
     init/             the engine's mount points (/dev, /proc, /sys, /etc/hosts...), the
-                      overlay's top lowerdir: Docker's <id>-init layer (engine/rootfs.py)
+                      overlay's top lowerdir: Docker's <id>-init layer (engine/overlay.py)
     upper/ work/      the overlay's writable layer and its scratch dir (``diff`` reads upper/)
     bundle/           the OCI runtime bundle: config.json + rootfs/ (overlay mount point)
     hostname hosts resolv.conf   bind-mounted over the container's /etc files
@@ -21,8 +23,9 @@ import fcntl
 import os
 import re
 
-from .. import clock, paths
+from .. import clock, paths, scratch
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
+from .names import random_name
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -216,7 +219,6 @@ def new_record(name: str | None, state: dict, cid: str | None = None) -> Contain
     The name check and the directory creation happen under one lock, so two ``run
     --name x`` at once cannot both get ``x``.
     """
-    from .names import random_name
     if name is not None and not NAME_RE.match(name):
         raise InvalidInput(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
     with paths.locked("containers"):
@@ -236,7 +238,6 @@ def new_record(name: str | None, state: dict, cid: str | None = None) -> Contain
         # Made whole in scratch, then renamed into place: a create killed half-way
         # leaves no container without its state.json (it would be invisible, and
         # never removed), only scratch of a dead owner.
-        from .. import scratch
         staging = scratch.mkdtemp(paths.data_root(), "new-container")
         try:
             for d in ("upper", "work", "bundle/rootfs"):
@@ -256,5 +257,4 @@ def delete_record(c: Container) -> None:
     It is renamed into scratch first (:func:`minidocker.scratch.discard`): the
     container disappears in one step, so an ``rm`` killed while deleting its files
     leaves no half-deleted container behind, only scratch that the next sweep removes."""
-    from .. import scratch
     scratch.discard(paths.data_root(), c.dir, "deleted-container")

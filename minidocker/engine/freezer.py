@@ -10,7 +10,7 @@ to get rid of: on cgroup v1 it does not even die of SIGKILL until it is thawed, 
 So a pause is *recorded* before the freeze and *cleared* after the thaw, in the
 container's ``state.json``: ``State.Paused`` (what ``inspect`` shows and ``ps`` prints as
 ``(Paused)``, as in Docker), and ``_PausedBy``, the identity (pid + start time, see
-:mod:`minidocker.kernel.process`) of the command holding the pause:
+:mod:`minidocker.kernel.processes`) of the command holding the pause:
 
 - ``commit`` holds its pause for as long as it writes the layer;
 - ``pause`` holds it only while it freezes; once the container is frozen, the pause
@@ -29,12 +29,11 @@ import contextlib
 
 from ..crashpoint import reached as crash_point
 from ..errors import Conflict
-from ..kernel import process
+from ..kernel import cgroups, processes
 from .containers import Container
 
 
 def _cgroup(c: Container):
-    from ..kernel import cgroups
     return cgroups.open_cgroup(c.cgroup)
 
 
@@ -62,7 +61,7 @@ def pause(c: Container, owner: dict | None = None) -> None:
 
     Recorded first, frozen second: a command killed in between leaves a record whose
     holder is dead, which :func:`reconcile` clears."""
-    holder = process.identity()
+    holder = processes.identity()
     with c.locked():
         c.reload()
         if not c.state["State"].get("Running"):
@@ -119,7 +118,7 @@ def reconcile(c: Container) -> None:
         return
     holder = c.state.get("_PausedBy")
     if holder:
-        if process.alive(holder):
+        if processes.owner_alive(holder):
             return
         _thaw(c)
         _clear(c, holder)
@@ -144,7 +143,7 @@ def paused_by_command(c: Container, enabled: bool = True):
     """Hold container ``c`` paused for the ``with`` block, as this command's pause
     (``commit --pause``). A container that is not running, is paused already (the
     user's pause is left alone) or has no freezer goes on unpaused."""
-    me = process.identity()
+    me = processes.identity()
     mine = False
     if enabled and c.state["State"].get("Running") and not c.state["State"].get("Paused") \
             and not is_frozen(c):

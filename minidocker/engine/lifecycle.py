@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
+from .. import paths
 from ..errors import Conflict, InvalidInput, MinidockerError
+from ..kernel import cgroups, processes
 from . import freezer, monitor
-from .containers import Container, delete_record, list_containers
+from .containers import Container, list_containers
 from .logs import read_records
-from ..crashpoint import reached as crash_point
+from .etc_files import lookup_user
+
+#: How long ``stop``, ``kill`` and ``rm -f`` wait for a monitor to finish once its
+#: container got SIGKILL (the monitor then only unmounts and writes the exit code).
+MONITOR_EXIT_TIMEOUT = 10.0
 
 
 def parse_signal(name: str | int) -> int:
@@ -30,18 +37,14 @@ def parse_signal(name: str | int) -> int:
         raise InvalidInput(f"invalid signal: {name}") from None
 
 
-#: How long ``stop``, ``kill`` and ``rm -f`` wait for a monitor to finish once its
-#: container got SIGKILL (the monitor then only unmounts and writes the exit code).
-MONITOR_EXIT_TIMEOUT = 10.0
-
-
 def reconcile(c: Container, removing: bool = False) -> Container:
     """Bring the record in line with what is really there, as Docker does when its
     daemon restarts. Every command that looks at a container calls this first.
 
     - A container marked running whose monitor is gone (killed, machine crashed):
       kill what is left in its cgroup, take down its network and mounts, and mark it
-      exited (255). One that was to be removed when it stopped (``--rm``) is removed.
+      exited (255). One that was to be removed when it stopped (``--rm``) is removed:
+      its monitor, the one that would have, is dead.
     - A pause whose holder is gone (a killed ``commit``) is undone (:mod:`.freezer`).
     - A container that belonged to a command that is gone (a killed build's RUN
       step) is removed. (``removing``: called by :func:`remove` itself.)
@@ -54,7 +57,7 @@ def reconcile(c: Container, removing: bool = False) -> Container:
         try:
             monitor.finish(c, 255)
         finally:
-            _remove_cgroup(c)
+            monitor.remove_cgroup(c)
         if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir) and not removing:
             remove(c.reload(), force=True)
             return c
@@ -68,7 +71,7 @@ def reconcile(c: Container, removing: bool = False) -> Container:
             monitor.disconnect_network(c)
         finally:
             monitor.umount_rootfs(c)
-            _remove_cgroup(c)
+            monitor.remove_cgroup(c)
     if not removing and _orphaned(c) and os.path.isdir(c.dir):
         remove(c, force=True)
     return c
@@ -77,9 +80,8 @@ def reconcile(c: Container, removing: bool = False) -> Container:
 def _orphaned(c: Container) -> bool:
     """A container that belongs to a command (``_Owner``: a build's RUN step) whose
     command is gone, and that no monitor runs: nobody will ever remove it but us."""
-    from ..kernel import process
     owner = c.state.get("_Owner")
-    return bool(owner) and not process.alive(owner) and not c.monitor_alive()
+    return bool(owner) and not processes.owner_alive(owner) and not c.monitor_alive()
 
 
 def _left_set_up(c: Container) -> bool:
@@ -87,7 +89,6 @@ def _left_set_up(c: Container) -> bool:
     filesystem is mounted (an overlay is a device of its own), its cgroup exists."""
     if os.path.ismount(c.rootfs):
         return True
-    from ..kernel import cgroups
     try:
         return cgroups.open_cgroup(c.cgroup).exists()
     except OSError:
@@ -98,40 +99,23 @@ def reconcile_all() -> list[Container]:
     """Reconcile every container, and let the network free what dead ones left."""
     containers = [reconcile(c) for c in list_containers()]
     containers = [c for c in containers if os.path.isdir(c.dir)]
+    # Lazy: the network package costs ~16-20 ms to import, and `run`, which imports
+    # this module, must not pay for it with --network none.
     from .. import network
     network.cleanup_stale()
     return containers
 
 
-def _remove_cgroup(c: Container) -> None:
-    """Kill whatever is left in the container's cgroup and delete the group. A group
-    the kernel will not let go (a process stuck in uninterruptible sleep) is reported
-    on stderr, not hidden."""
-    from ..kernel import cgroups
-    cg = cgroups.open_cgroup(c.cgroup)
-    try:
-        if cg.exists():
-            cg.kill_all()
-            cg.remove()
-    except OSError as e:
-        import sys
-        print(f"minidocker: warning: container {c.short_id}: cannot remove its cgroup: {e}",
-              file=sys.stderr)
-
-
 def start(c: Container, store, attach: bool) -> int | None:
-    """Start a created or exited container: attached returns its exit code."""
+    """Start a created or exited container: attached returns its exit code. A ``--rm``
+    container is removed by its monitor when it exits (:func:`.monitor.auto_remove`)."""
     reconcile(c)
     if c.state["State"].get("Paused"):
         raise Conflict("cannot start a paused container, try unpause instead")
     if c.state["State"]["Running"]:
         return None
     if attach:
-        try:
-            return monitor.run(c, store, attach=True)
-        finally:
-            if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir):
-                remove(c.reload(), force=True)
+        return monitor.run(c, store, attach=True)
     monitor.start_detached(c, store)
     return None
 
@@ -175,7 +159,7 @@ def stop(c: Container, timeout: float = 10) -> None:
         except ProcessLookupError:
             pass
     _wait_after_kill(c)
-    _reload(c)
+    _reload_unless_removed(c)
 
 
 def _wait_after_kill(c: Container, force: bool = False) -> None:
@@ -197,18 +181,8 @@ def _wait_after_kill(c: Container, force: bool = False) -> None:
     if not c.wait_for_monitor(MONITOR_EXIT_TIMEOUT):
         raise MinidockerError(f"container {c.short_id}: its monitor did not exit even "
                               "after SIGKILL")
-    if _reload(c):
+    if _reload_unless_removed(c):
         reconcile(c, removing=force)
-
-
-def _reload(c: Container) -> bool:
-    """Re-read the record; False when the container is gone (a ``--rm`` container's
-    monitor removes it as soon as it has finished)."""
-    try:
-        c.reload()
-        return True
-    except FileNotFoundError:
-        return False
 
 
 def wait(c: Container) -> int:
@@ -243,25 +217,25 @@ def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
                            "before attempting removal or force remove")
         kill(c, signal.SIGKILL)
         _wait_after_kill(c, force=True)
-        if not _reload(c):
-            return      # it was --rm: its monitor removed it
-    monitor.umount_rootfs(c)
-    _remove_cgroup(c)
-    crash_point("container-stopped")
-    # The record goes first (in one step), the volumes second: killed in between,
-    # an anonymous volume is left that no container uses (``volume prune`` finds it),
-    # never a container whose volume is gone.
-    delete_record(c)
-    if volumes:
-        from . import volumes as vol
-        vol.remove_anonymous(c.state)
+        if not _reload_unless_removed(c):
+            return  # a --rm container: its monitor removed it on the way out
+    monitor.remove_stopped(c, volumes=volumes)
+
+
+def _reload_unless_removed(c: Container) -> bool:
+    """Re-read the record after its monitor has exited; False if the monitor removed
+    the container meanwhile (``--rm``)."""
+    try:
+        c.reload()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def logs(c: Container, follow: bool = False, timestamps: bool = False, tail: str = "all",
          out=None, err=None):
     """Replay ``container.log`` to our stdout/stderr; with ``follow`` keep going until the
     container stops."""
-    import sys
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     records = list(read_records(c.log_path))
@@ -314,9 +288,11 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
             interactive=False, detach=False) -> int:
     """``docker exec``: run another process inside a running container's namespaces and
     cgroup, with the container's environment plus ``env``."""
+    # Lazy: the runtime package costs ~12 ms to import (create.py and bundle.py import
+    # it too); ps, stop and rm import this module and never need it.
     from .. import runtime
+    from .bundle import DEFAULT_PATH
     from .create import merge_env, parse_env
-    from .rootfs import lookup_user
     reconcile(c)
     if not c.state["State"]["Running"]:
         raise Conflict(f"Container {c.id} is not running")
@@ -326,11 +302,9 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
     uid, gid, extra_gids, home = lookup_user(c.rootfs, user if user is not None else cfg.get("User") or "")
     environment = merge_env(cfg["Env"], parse_env(env))
     if not any(e.startswith("PATH=") for e in environment):
-        from .bundle import DEFAULT_PATH
         environment.insert(0, DEFAULT_PATH)
     # The new process gets what the container's own process got (its bundle says):
     # capabilities, no_new_privs and the system call filter.
-    from .. import paths
     spec = paths.read_json(os.path.join(c.bundle, "config.json"))
     kwargs = dict(env=environment, cwd=workdir or cfg.get("WorkingDir") or "/", uid=uid, gid=gid,
                   additional_gids=extra_gids, terminal=tty, interactive=interactive, detach=detach,

@@ -36,8 +36,9 @@ from typing import Callable
 
 from .. import paths, scratch
 from ..errors import MinidockerError
-from ..kernel import process
-from .store import CHUNK, Store, _is_hex, layer_census, new_sha256
+from ..kernel import processes
+from .hashing import new_hasher
+from .store import CHUNK, Store, _is_hex, layer_census
 
 
 @dataclass
@@ -60,7 +61,7 @@ def short(digest: str) -> str:
 # --------------------------------------------------------------------------- blobs
 def blob_digest_ok(path: str, name: str) -> bool:
     """Does the file hash to its name? (The digest check every reader could make.)"""
-    h = new_sha256()
+    h = new_hasher()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
@@ -336,7 +337,7 @@ def _unref_remover(store: Store, kind: str, name: str, path: str):
 def writers_alive(store: Store) -> list[int]:
     """Pids of the processes that hold the store's writer lock (mid-pull, mid-build...)."""
     holders = paths.lock_holders(os.path.join(store.root, "locks", "gc"))
-    return [p for p in holders if p != os.getpid() and process.start_time(p) is not None]
+    return [p for p in holders if p != os.getpid() and processes.start_time(p) is not None]
 
 
 def _listdir(path: str) -> list[str]:

@@ -20,6 +20,7 @@ Layout::
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -79,7 +80,6 @@ def _record(name, net_id, bridge, subnet, gateway, labels=None, internal=False) 
 def _virtual_record(name: str) -> dict:
     """``host`` and ``none`` have nothing to store; their ids are derived from the name so
     that they stay the same from one command to the next."""
-    import hashlib
     return {"Name": name, "Id": hashlib.sha256(f"minidocker-{name}".encode()).hexdigest(),
             "Created": "", "Scope": "local", "Driver": PREDEFINED[name], "EnableIPv6": False,
             "IPAM": {"Driver": "default", "Options": None, "Config": []}, "Internal": False,
