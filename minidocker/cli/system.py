@@ -4,9 +4,24 @@ true? podman 5's ``system check``), ``df`` (where the disk went, Docker's column
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
+
+from ..engine import usage
+from ..engine import volumes as vol
+from ..engine.check import system_check
+from ..engine.images import prune_images
+from ..engine.lifecycle import reconcile_all
+from ..image.describe import NONE
+from ..image.reference import split_familiar
+from ..image.store import Store
+from ..units import human_size
+from .containers import _status
+from .format import ago, table
+from .images import created_ago, short_id
+from .network import prune_networks
 
 
 @click.group("system")
@@ -22,7 +37,6 @@ def check(repair):
     """Check the consistency of the data root: blobs against their digests, layers,
     images, tags, containers, mounts, cgroups, address leases. One line per problem;
     exit status 1 when something is wrong."""
-    from ..engine.check import system_check
     code = system_check(repair=repair, say=click.echo,
                         warn=lambda line: click.echo(line, err=True))
     sys.exit(code)
@@ -32,7 +46,6 @@ def check(repair):
 def _reclaimable(reclaimable: int, total: int) -> str:
     """Docker's RECLAIMABLE cell: ``11.6MB (70%)``, without the percentage when the
     total is 0."""
-    from ..units import human_size
     if total > 0:
         return f"{human_size(reclaimable)} ({reclaimable * 100 // total}%)"
     return human_size(reclaimable)
@@ -42,11 +55,6 @@ def _reclaimable(reclaimable: int, total: int) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage")
 def df(verbose):
     """Show minidocker disk usage."""
-    from ..engine import usage
-    from ..engine.lifecycle import reconcile_all
-    from ..image.store import Store
-    from ..units import human_size
-    from .format import table
     store = Store()
     containers = reconcile_all()
     images = usage.image_usage(store, containers)
@@ -78,16 +86,11 @@ def df(verbose):
 
 
 def _df_verbose(images, ctrs, vols, cache):
-    import json as _json
-    from ..units import human_size
-    from .containers import _status
-    from .format import ago, table
-    from .images import NONE, _split_repo_tag, created_ago, short_id
     rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE",
              "CONTAINERS"]]
     for i in images:
         for key in i["tags"] or [None]:
-            repo, tag = _split_repo_tag(key) if key else (NONE, NONE)
+            repo, tag = split_familiar(key) if key else (NONE, NONE)
             rows.append([repo, tag, short_id(i["id"]), created_ago(i["created"]),
                          human_size(i["size"]), human_size(i["shared"]), human_size(i["unique"]),
                          str(i["containers"])])
@@ -98,7 +101,7 @@ def _df_verbose(images, ctrs, vols, cache):
     for entry in ctrs:
         c = entry["container"]
         command = " ".join([c.state["Path"], *c.state["Args"]])
-        command = _json.dumps(command if len(command) <= 20 else command[:19] + "…",
+        command = json.dumps(command if len(command) <= 20 else command[:19] + "…",
                               ensure_ascii=False)
         rows.append([c.short_id, c.state.get("ImageName") or c.image_id[7:19], command,
                      str(entry["volumes"]), human_size(entry["size"]), ago(c.state["Created"]),
@@ -127,12 +130,6 @@ def prune(all_, volumes, force):
     """Remove unused data: stopped containers, networks no container is on, dangling
     images (every unused one with -a), build cache, and with --volumes anonymous
     volumes no container uses."""
-    from ..engine import usage
-    from ..engine import volumes as vol
-    from ..image.store import Store
-    from ..units import human_size
-    from .images import prune_images
-    from .network import prune_networks
     if not force:
         warnings = ["all stopped containers", "all networks not used by at least one container"]
         if volumes:
@@ -156,9 +153,10 @@ def prune(all_, volumes, force):
         names, size = vol.prune()
         reclaimed += size
         _section("Deleted Volumes:", names)
-    lines, size = prune_images(store, all_)
-    reclaimed += size
-    _section("Deleted Images:", lines)
+    report = prune_images(all_, store)
+    reclaimed += report["SpaceReclaimed"]
+    _section("Deleted Images:", [f"{what.lower()}: {name}" for done in report["ImagesDeleted"]
+                                 for what, name in done.items()])
     keys, size = usage.prune_build_cache(store, everything=all_)
     reclaimed += size
     _section("Deleted build cache objects:", keys)
