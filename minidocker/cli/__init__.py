@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "stop": "containers:stop",
     "kill": "containers:kill",
     "rm": "containers:rm",
+    "pause": "containers:pause",
+    "unpause": "containers:unpause",
     "exec": "containers:exec_",
     "inspect": "containers:inspect",
     "wait": "containers:wait",
@@ -56,6 +58,8 @@ COMMANDS: dict[str, str] = {
     "network": "network:network",
     "port": "network:port",
     "volume": "volumes:volume",
+    # the data root as a whole
+    "system": "system:system",
 }
 
 

@@ -247,6 +247,9 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
                   "OOMKilled": False, "Error": "", "StartedAt": "", "FinishedAt": ""},
         "NetworkSettings": {}, "Mounts": [], "_MountSpecs": mount_specs,
     }
+    if opts.get("owner"):
+        # A container that belongs to a command (a build's RUN step): gone with it.
+        state["_Owner"] = opts["owner"]
     cid = new_id()
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]  # Docker's default hostname: the short id

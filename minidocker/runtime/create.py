@@ -329,6 +329,9 @@ def _forward_signals(pid: int) -> dict:
 # --------------------------------------------------------------------------- create/start
 FIFO_NAME = "exec.fifo"
 
+#: How long the setup of a container's PID 1 may take before ``create`` gives up.
+SETUP_TIMEOUT = 60.0
+
 
 def create(bundle_dir: str, container_id: str, stdin: int = 0, stdout: int = 1,
            stderr: int = 2, *, state_dir: str | None = None,
@@ -419,9 +422,16 @@ def collect_setup_messages(sock: socket.socket, intermediate: int) -> dict:
     """
     report = {"pid": None, "ready": False, "error": None, "fds": [], "exec_error": None,
               "code": None}
+    sock.settimeout(SETUP_TIMEOUT)     # a child stuck in the kernel must not hang us
     try:
         while report["pid"] is None or not (report["ready"] or report["error"]):
-            message, fds = receive_message(sock)
+            try:
+                message, fds = receive_message(sock)
+            except TimeoutError:
+                os.kill(intermediate, signal.SIGKILL)
+                report["error"] = report["error"] or \
+                    f"the container's init did not report within {SETUP_TIMEOUT:g}s"
+                break
             if message is None:
                 break
             if "pid" in message:
@@ -480,6 +490,7 @@ def start(proc: ContainerProcess, forward_signals: bool = True) -> None:
     finally:
         proc._remove_fifo()
     # The init's end of the socket is close-on-exec: end-of-file means execve worked.
+    proc._sock.settimeout(None)        # (setup's time limit is over)
     message, fds = receive_message(proc._sock)
     for fd in fds:
         os.close(fd)
