@@ -8,7 +8,6 @@ were made (``images`` lists the newest first).
 
 from __future__ import annotations
 
-import calendar
 import time
 
 
@@ -42,6 +41,9 @@ def parse(text: str) -> float | None:
     if "." in text:
         text, frac = text.split(".", 1)
         fraction = float("0." + frac) if frac.isdigit() else 0.0
+    # lazy: calendar (and datetime with it) costs ~2 ms, in every start of
+    # minidocker-runtime too, whose verbs only write timestamps
+    import calendar
     try:
         base = calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
     except ValueError:

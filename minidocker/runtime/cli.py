@@ -286,7 +286,10 @@ def cmd_delete(args, log: Log) -> int:
             raise MinidockerError(f"cannot delete container {args.id} that is not stopped: {status}")
         if status != states.STOPPED:
             cg = st.cgroup()
-            if args.force and cg is not None and cg.exists() and cg.pids(recursive=True):
+            if args.force and not st.own_pid_namespace() and cg is not None and cg.exists():
+                # Without a PID namespace of its own, the init's death kills nobody else
+                # (with one, the kernel kills every process in it: SIGKILL to the init
+                # is enough, as runc does it).
                 signal_all(cg, signal.SIGKILL)
             try:
                 os.kill(st.data["pid"], signal.SIGKILL)

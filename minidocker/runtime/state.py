@@ -160,6 +160,12 @@ class ContainerState:
             return CREATED
         return RUNNING
 
+    def own_pid_namespace(self) -> bool:
+        """True when the config gives the container a new PID namespace (its init is
+        PID 1 there, and when it dies the kernel kills every other process in it)."""
+        namespaces = (self.data.get("config") or {}).get("linux", {}).get("namespaces", [])
+        return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
+
     def cgroup(self):
         """The container's cgroup, or None if it has none."""
         if not self.data.get("cgroup"):
