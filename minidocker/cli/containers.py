@@ -36,6 +36,8 @@ def container_options(f):
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
         click.option("--network", "--net", "network", default="bridge", show_default=True,
                      help="Connect a container to a network (bridge, none, host, container:NAME, NAME)"),
+        click.option("--network-alias", "--net-alias", "network_alias", multiple=True,
+                     help="Add network-scoped alias for the container"),
         click.option("-m", "--memory", help="Memory limit (e.g. 32m)"),
         click.option("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
         click.option("--cpus", help="Number of CPUs (e.g. 0.5)"),

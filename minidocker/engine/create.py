@@ -151,6 +151,28 @@ def host_config(opts: dict, mounts: list[dict] = ()) -> dict:
     }
 
 
+def networking_config(hostcfg: dict, opts: dict) -> dict | None:
+    """What the docker CLI puts into ``NetworkingConfig`` for the network a container is
+    run on: ``--network-alias`` names, and on a user-defined network the ``--link``s
+    (there a link is a name the network's DNS answers, for this container only). Kept
+    as the engine keeps endpoints: ``{"Endpoints": [{"Network": NAME, ...}]}``.
+
+    An alias on the default bridge (or host, none) is refused at once, with dockerd's
+    message: those networks have no DNS to answer it."""
+    mode = hostcfg["NetworkMode"]
+    aliases = list(opts.get("network_alias") or ())
+    user_defined = mode not in ("bridge", "default", "host", "none") and not mode.startswith("container:")
+    if aliases and not user_defined:
+        raise InvalidInput("network-scoped alias is supported only for containers in user defined networks")
+    links = list(hostcfg["Links"]) if user_defined else []
+    if not (aliases or links):
+        return None
+    endpoint = {"Network": mode, "Aliases": aliases or None, "IPAMConfig": None}
+    if links:
+        endpoint["Links"] = links
+    return {"Endpoints": [endpoint]}
+
+
 def _memory_bytes(value) -> int:
     """``-m 32m`` -> 33554432 (Docker's units; see :func:`minidocker.kernel.cgroups.parse_bytes`)."""
     if not value:
@@ -227,6 +249,7 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
     mounts = [volumes.parse_mount_spec(m) for m in opts.get("mount") or ()]
     hostcfg = host_config(opts, mounts)
     check_resources(hostcfg)
+    netcfg = networking_config(hostcfg, opts)
     # -v, --mount and --tmpfs are parsed once, here; the monitor mounts what the record
     # keeps (volumes.mount_specs).
     mount_specs = volumes.parse_mounts(hostcfg["Binds"], mounts, hostcfg["Tmpfs"])
@@ -248,6 +271,8 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
     if opts.get("owner"):
         # A container that belongs to a command (a build's RUN step): gone with it.
         state["_Owner"] = opts["owner"]
+    if netcfg:
+        state["NetworkingConfig"] = netcfg
     cid = new_id()
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]  # Docker's default hostname: the short id

@@ -20,6 +20,7 @@ import select
 import selectors
 import signal
 import sys
+import threading
 
 from ..crashpoint import reached as crash_point
 from ..errors import MinidockerError
@@ -28,7 +29,7 @@ from . import links, volumes
 from .containers import Container, delete_record, now_iso
 from .volumes import remove_anonymous
 from .logs import LogWriter
-from .etc_files import etc_files, write_hosts
+from .etc_files import etc_files, write_hosts, write_resolv_conf
 from .overlay import mount_rootfs, umount_rootfs
 
 # Some imports are made inside the functions that run a container, not above: ps,
@@ -62,11 +63,11 @@ def _uses_bridge(state: dict) -> bool:
 
 def prepare(c: Container, store) -> list[tuple[str, str]]:
     """Mount the root filesystem, write /etc files and the bundle's config.json; returns
-    the extra /etc/hosts entries (links)."""
+    the extra /etc/hosts entries (legacy links, on the default bridge only)."""
     from .bundle import build_spec  # lazy: it imports the runtime (see the note on imports)
     mount_rootfs(c, store.layer_dirs(c.image_id))
     extra_env, extra_hosts, extra_mounts = [], [], []
-    if c.state["HostConfig"].get("Links"):
+    if links.legacy_links(c.state):
         extra_env = links.link_env(c.state)
         extra_hosts = links.hosts_entries(c.state)
     extra_mounts, recorded = volumes.oci_mounts(c.state, c.rootfs)
@@ -84,17 +85,33 @@ def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) 
 
     ``lo`` needs nothing from us: the runtime brings it up in every new network
     namespace (runc does the same), so ``--network none`` does not even load the
-    network package. On a user-defined network the container's peers go into its
-    /etc/hosts, with its own address (they are not kept in state.json).
+    network package. Its /etc/hosts gets its own addresses under its hostname; on a
+    user-defined network its /etc/resolv.conf names the network's DNS server, which
+    answers its peers' names (``network.dns_servers``).
     """
     if not _uses_bridge(c.state):
         return
     from .. import network  # lazy: only for a bridge (see the note on imports above)
-    settings, peers = network.attach_container(c.state, pid)
+    settings = network.attach_container(c.state, pid)
     c.update_fields(NetworkSettings=settings)
     own = [(ep["IPAddress"], c.state["Config"]["Hostname"])
            for ep in settings.get("Networks", {}).values() if ep.get("IPAddress")]
-    write_hosts(c, own, list(extra_hosts) + peers)
+    write_hosts(c, own, list(extra_hosts))
+    servers = network.dns_servers(network.endpoints_config(c.state))
+    if servers:
+        write_resolv_conf(c, servers)
+
+
+def keep_dns_servers(c: Container) -> threading.Event | None:
+    """A thread that restarts the DNS server of the container's user-defined networks
+    should it die (``network.keep_dns_running``); set the event returned to end it."""
+    if not _uses_bridge(c.state):
+        return None
+    from .. import network  # lazy: only for a bridge
+    stopped = threading.Event()
+    threading.Thread(target=network.keep_dns_running, args=(c.id, stopped), daemon=True,
+                     name="dns-keeper").start()
+    return stopped
 
 
 def disconnect_network(c: Container) -> None:
@@ -124,6 +141,7 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
     """Run container ``c`` to the end and return its exit code (see the module doc)."""
     lock = take_monitor_lock(c)
     proc = None
+    dns_keeper = None
     code = 125
     try:
         c.update_fields(NetworkSettings={})  # re-reads state.json; writes only if needed
@@ -146,6 +164,7 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
             pipes = {out_r: "stdout", err_r: "stderr"}
         os.close(devnull)
         connect_network(c, proc.pid, extra_hosts)
+        dns_keeper = keep_dns_servers(c)
         start_process(c, proc)
         c.update_state(Status="running", Running=True, Pid=proc.pid, StartedAt=now_iso(),
                        ExitCode=0, OOMKilled=False, Error="")
@@ -179,6 +198,8 @@ def run(c: Container, store, attach: bool, on_started=None) -> int:
             raise MinidockerError(f"failed to run container {c.short_id}: {e}") from e
         raise
     finally:
+        if dns_keeper is not None:
+            dns_keeper.set()
         finish(c, code, proc, getattr(proc, "exec_error", None) or "")
         os.close(lock)
         auto_remove(c)

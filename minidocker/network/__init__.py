@@ -4,7 +4,7 @@ This file only names the package's API; read the modules bottom-up:
 
 * :mod:`.records` (the networks: ``bridge``, ``host``, ``none`` and user-defined ones,
   as JSON records), :mod:`.ipam` (who has which address), :mod:`.ports` (``-p``),
-  :mod:`.hosts` (the /etc/hosts lines of user-defined networks);
+  :mod:`.hosts` (a container's own lines in its /etc/hosts);
 * :mod:`.bridge` (the Linux bridge), :mod:`.veth` (the cable into the container),
   :mod:`.firewall` (NAT and forwarding with iptables);
 * :mod:`.attach`: the engine's hooks, a container on its networks --
@@ -13,7 +13,11 @@ This file only names the package's API; read the modules bottom-up:
   died without a detach still hold), :func:`attach_endpoint` / :func:`detach_endpoint`
   (``network connect`` / ``disconnect`` of a running container);
 * :mod:`.verbs`: the ``network`` verbs on a whole network -- :func:`create_network`,
-  :func:`remove_network`, :func:`containers_on` (``network inspect``).
+  :func:`remove_network`, :func:`containers_on` (``network inspect``);
+* :mod:`.dns`: names by DNS on user-defined networks -- one DNS server process per
+  network (:mod:`.dns_server`, answering from :mod:`.dns_names`), started with its
+  first container and stopped with its last; :func:`dns_servers` is what a container's
+  /etc/resolv.conf names.
 
 Links, addresses and routes are made with pyroute2's ``IPRoute`` (netlink), NAT with
 iptables. pyroute2 is imported only inside the functions that need it (~100 ms), and the
@@ -26,6 +30,7 @@ from __future__ import annotations
 from .attach import (attach_container, attach_endpoint, cleanup_stale, detach_container,
                      detach_endpoint, endpoints_config, endpoints_list, network_mode,
                      release_endpoint_by_name, release_stale_claims, stale_holdings)
+from .dns import dns_servers, keep_running as keep_dns_running
 from .verbs import containers_on, create_network, remove_network
 
 __all__ = [
@@ -37,4 +42,6 @@ __all__ = [
     "stale_holdings", "release_stale_claims",
     # the network verbs (network/verbs.py)
     "create_network", "remove_network", "containers_on",
+    # names by DNS (network/dns.py)
+    "dns_servers", "keep_dns_running",
 ]

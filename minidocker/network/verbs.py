@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .. import paths
 from ..errors import Conflict, InvalidInput
-from . import bridge, firewall, ipam, records
+from . import bridge, dns, firewall, ipam, records
 from .attach import release_locked
 from .veth import mac_for
 
@@ -41,6 +41,7 @@ def remove_network(ref: str) -> str:
                            f"has active endpoints")
         for lease in list(ipam.leases_of(name).values()):
             release_locked(lease["Container"])
+        dns.stop(name)  # a server left running, or the state file of a dead one
         with firewall.host_lock():
             bridge.take_down(records.bridge_name(rec))
         records.delete_record(name)
