@@ -299,6 +299,13 @@ def listen(address: str, port: int, wait: float = 2.0) -> tuple[socket.socket, s
             raise OSError(e.errno, f"cannot listen on {address}:{port}: {e.strerror}") from None
 
 
+def _reason(e: BaseException) -> str:
+    """An error in words, without Python's ``[Errno N]``."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m minidocker.network.dns_server NETWORK", file=sys.stderr)
@@ -309,7 +316,7 @@ def main(argv: list[str]) -> int:
         address = records.gateway_of(rec)
         udp, tcp = listen(address, dns.PORT)
     except (OSError, ValueError, KeyError, IndexError) as e:
-        print(f"error: {e}", flush=True)
+        print(f"error: {_reason(e)}", flush=True)
         return 1
     if os.fork():
         os._exit(0)  # the starter waits for this process; the daemon is the child
@@ -320,7 +327,7 @@ def main(argv: list[str]) -> int:
             "NetworkID": rec["Id"], "Address": address, "Port": dns.PORT,
             "Started": clock.rfc3339()})
     except OSError as e:
-        print(f"error: cannot write {dns.state_path(network)}: {e}", flush=True)
+        print(f"error: cannot write {dns.state_path(network)}: {_reason(e)}", flush=True)
         os._exit(1)
     server = Server(network, address, udp, tcp)
     signal.signal(signal.SIGTERM, lambda *_: server.exit("stopped (SIGTERM)"))
