@@ -15,7 +15,9 @@ Layout (each part is owned by one package; a directory is made when first needed
                                       upper/, work/, bundle/ (config.json, rootfs/), hostname,
                                       hosts, resolv.conf, container.log, monitor.lock
     $ROOT/volumes/<name>/             a named volume: _data/ and volume.json (engine)
-    $ROOT/networks/<name>/            network.json, and leases.json once it hands out addresses (network)
+    $ROOT/networks/<name>/            network.json, and leases.json once it hands out addresses (network);
+                                      on a user-defined network, dns.json (its DNS server's pid and
+                                      address, while one runs) and dns.log (network/dns.py)
     $ROOT/networks/ports.json         host ports published by containers (network)
     $ROOT/runc/                       runc's own state, for run --runtime runc (engine)
     $ROOT/locks/<name>                files that paths.locked takes a flock on
