@@ -145,6 +145,9 @@ def test_names_aliases_ids_and_late_joiners_resolve(user_net):
     # tools resolve through the same server: ping goes through libc's resolver
     r = md("exec", "late", "ping", "-c1", "-W2", "web")
     assert r.returncode == 0 and f"PING web ({ip_web})" in r.stdout, r.stdout + r.stderr
+    # a container in client's network namespace asks as client does
+    r = md("run", "--rm", "--network", "container:client", "busybox", "nslookup", "www")
+    assert f"Address: {ip_web}" in r.stdout, r.stdout + r.stderr
     # a reverse lookup of an address gives NAME.NETWORK, as Docker answers it
     r = md("exec", "client", "nslookup", ip_web)
     assert f"name = web.{net}" in r.stdout, r.stdout + r.stderr

@@ -99,6 +99,19 @@ def write_resolv_conf(c, dns_servers=()) -> None:
         f.write("\n".join(resolv_conf_lines(dns_servers)) + "\n")
 
 
+def copy_resolv_conf(c, other) -> None:
+    """``--network container:X``: the container shares X's network namespace, so it
+    asks X's resolvers (on a user-defined network, X's DNS server, which takes it for X),
+    as Docker gives it X's resolv.conf."""
+    try:
+        with open(os.path.join(other.dir, "resolv.conf")) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return
+    with open(os.path.join(c.dir, "resolv.conf"), "w") as f:
+        f.write(text)
+
+
 def write_hosts(c, own: list[tuple[str, str]], extra: list[tuple[str, str]] = ()) -> None:
     """(Re)write the container's /etc/hosts *in place*: it is bind-mounted, and a rename
     would leave the container looking at the old inode."""

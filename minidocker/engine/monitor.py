@@ -26,10 +26,10 @@ from ..crashpoint import reached as crash_point
 from ..errors import MinidockerError
 from ..kernel import cgroups
 from . import links, volumes
-from .containers import Container, delete_record, now_iso
+from .containers import Container, delete_record, now_iso, resolve
 from .volumes import remove_anonymous
 from .logs import LogWriter
-from .etc_files import etc_files, write_hosts, write_resolv_conf
+from .etc_files import copy_resolv_conf, etc_files, write_hosts, write_resolv_conf
 from .overlay import mount_rootfs, umount_rootfs
 
 # Some imports are made inside the functions that run a container, not above: ps,
@@ -74,6 +74,9 @@ def prepare(c: Container, store) -> list[tuple[str, str]]:
     # Recorded at once: --volumes-from and rm -v read it, also while this container runs.
     c.update_fields(Mounts=recorded)
     etc_files(c, c.state["Config"]["Hostname"], extra_hosts)
+    mode = c.state["HostConfig"]["NetworkMode"]
+    if mode.startswith("container:"):
+        copy_resolv_conf(c, resolve(mode.split(":", 1)[1]))
     build_spec(c, extra_env, extra_mounts)
     return extra_hosts
 
