@@ -418,3 +418,29 @@ def test_a_server_whose_containers_all_died_stops_by_itself(user_net):
     assert dns_state(md, net) is None
     log = open(os.path.join(md.root, "networks", net, "dns.log")).read()
     assert "stopping: no container is left on the network" in log
+
+
+def test_system_check_reports_and_repairs_a_dns_server_out_of_line(user_net):
+    md, net, _subnet = user_net
+    cid = md.out("run", "-d", "--name", "orphan", "--network", net, "busybox", "sleep", "300").strip()
+    server = dns_state(md, net)
+    for p in monitor_pids(cid):
+        os.kill(p, signal.SIGKILL)  # no monitor: nobody to restart the server
+    os.kill(server["Pid"], signal.SIGKILL)
+    assert wait_until(lambda: not alive(server["Pid"]))
+    r = md("system", "check")
+    assert r.returncode == 1
+    assert f"network {net}: has running containers but no DNS server\n" in r.stdout, r.stdout
+    r = md("system", "check", "--repair")
+    assert f"network {net}: has running containers but no DNS server\n" in r.stdout, r.stdout
+    assert md("system", "check").returncode == 0
+    assert dns_state(md, net) is None or alive(dns_state(md, net)["Pid"])
+    # a dns.json whose server is gone, on a network with nobody on it
+    md("rm", "-f", "orphan")
+    path = os.path.join(md.root, "networks", net, "dns.json")
+    with open(path, "w") as f:
+        json.dump({**server, "Pid": 2**22 + 1}, f)
+    r = md("system", "check", "--repair")
+    assert f"network {net}: keeps the dns.json of a DNS server that is gone (pid {2**22 + 1})\n" in r.stdout
+    assert f"brought the DNS server of network {net} in line with its containers\n" in r.stdout
+    assert not os.path.exists(path)

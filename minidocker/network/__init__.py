@@ -31,6 +31,7 @@ from .attach import (attach_container, attach_endpoint, cleanup_stale, detach_co
                      detach_endpoint, endpoints_config, endpoints_list, network_mode,
                      release_endpoint_by_name, release_stale_claims, stale_holdings)
 from .dns import dns_servers, keep_running as keep_dns_running
+from .dns import problems as dns_problems, repair as repair_dns
 from .verbs import containers_on, create_network, remove_network
 
 __all__ = [
@@ -43,5 +44,5 @@ __all__ = [
     # the network verbs (network/verbs.py)
     "create_network", "remove_network", "containers_on",
     # names by DNS (network/dns.py)
-    "dns_servers", "keep_dns_running",
+    "dns_servers", "keep_dns_running", "dns_problems", "repair_dns",
 ]

@@ -266,3 +266,33 @@ def keep_running(container_id: str, stopped: threading.Event,
                         reconcile_network(rec)
             except (MinidockerError, OSError) as e:
                 print(f"minidocker: warning: {e}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------ system check
+def problems() -> list[tuple[str, str]]:
+    """What ``system check`` reports: ``(network, what is wrong)`` for each user-defined
+    network whose DNS server does not match its members (:func:`repair` fixes it)."""
+    found = []
+    for rec in records.list_records():
+        if not uses_dns(rec):
+            continue
+        name = rec["Name"]
+        state = read_state(name)
+        running, members = is_running(state), has_live_members(name)
+        if members and not running:
+            found.append((name, "has running containers but no DNS server"))
+        elif running and not members:
+            found.append((name, f"has a DNS server (pid {state['Pid']}) but no running container"))
+        elif state is not None and not running:
+            found.append((name, f"keeps the dns.json of a DNS server that is gone (pid {state.get('Pid')})"))
+    return found
+
+
+def repair(network_name: str) -> None:
+    """Bring one network's server in line with its members (see :func:`problems`)."""
+    with paths.locked("networks"):
+        try:
+            rec = records.get(network_name)
+        except MinidockerError:
+            return  # removed meanwhile: nothing of it is left to repair
+        reconcile_network(rec)
