@@ -9,12 +9,13 @@ Docker knows three networks out of the box, and so do we:
 
 ``minidocker network create NAME`` adds a *user-defined* bridge network (Linux bridge
 ``br-<12 hex of its id>``, Docker's naming). On such networks the containers find each
-other by name (Docker uses an embedded DNS server; we write ``/etc/hosts``).
+other by name, through a DNS server of the network's own (see dns.py).
 
 Layout::
 
     $ROOT/networks/<name>/network.json   the record below (Docker's inspect fields)
     $ROOT/networks/<name>/leases.json    the addresses handed out (see ipam.py)
+    $ROOT/networks/<name>/dns.json       its DNS server, while one runs (see dns.py)
     $ROOT/networks/ports.json            host ports published by containers (see ports.py)
 """
 
