@@ -152,26 +152,33 @@ def parse_duration(text: str) -> float | None:
 
 
 def parse_time(value, now: float | None = None) -> float:
-    """A ``--since``/``--until`` value as seconds since the epoch, read as Docker's
+    """A ``--since``/``--until`` value as seconds since the epoch (see :func:`parse_time_ns`)."""
+    return parse_time_ns(value, now) / 1e9
+
+
+def parse_time_ns(value, now: float | None = None) -> int:
+    """A ``--since``/``--until`` value as nanoseconds since the epoch, read as Docker's
     ``GetTimestamp`` reads it:
 
     - a Go duration (``10m``, ``1h30m``): that long before now;
-    - Unix seconds, with an optional fraction (``1714557600``, ``1714557600.5``);
+    - Unix seconds, with an optional fraction (``1714557600``, ``1714557600.123456789``,
+      the form Docker's client sends), to the nanosecond;
     - an RFC 3339 time or a prefix of one (``2024-05-01``, ``2024-05-01T10:00``,
       ``2024-05-01T10:00:00.5Z``, ``...+02:00``); without a zone it is local time.
     """
     if isinstance(value, (int, float)):
-        return float(value)
+        return int(round(value * 10**9))
     text = str(value).strip()
     now = time.time() if now is None else now
     if not text:
         raise InvalidInput("empty time value")
     d = parse_duration(text)
     if d is not None and not re.fullmatch(r"\d+", text):
-        return now - d
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2}(?::\d{2})?)(\.\d+)?)?"
+        return int(round((now - d) * 10**9))
+    m = re.fullmatch(r"(\d+)(?:\.(\d+))?", text)
+    if m:
+        return int(m.group(1)) * 10**9 + _fraction_ns(m.group(2))
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2}(?::\d{2})?)(?:\.(\d+))?)?"
                      r"(Z|z|[+-]\d{2}:\d{2})?", text)
     if not m:
         raise InvalidInput(f"failed to parse value as time or duration: {text!r}")
@@ -185,13 +192,17 @@ def parse_time(value, now: float | None = None) -> float:
         raise InvalidInput(f"failed to parse value as time or duration: {text!r}") from None
     import calendar
     if zone is None:
-        base = time.mktime(tm)
+        base = int(time.mktime(tm))
     else:
         base = calendar.timegm(tm)
         if zone not in ("Z", "z"):
             sign = 1 if zone[0] == "+" else -1
             base -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    return base + (float(frac) if frac else 0.0)
+    return base * 10**9 + _fraction_ns(frac)
+
+
+def _fraction_ns(digits: str | None) -> int:
+    return int((digits or "").ljust(9, "0")[:9])
 
 
 def format_time(time_nano: int) -> str:
@@ -342,8 +353,8 @@ def read(since=None, until=None, filters: dict | None = None, follow: bool = Fal
     """
     filters = check_filters(filters)
     now = time.time()
-    since_ns = None if since is None else int(parse_time(since, now) * 10**9)
-    until_ns = None if until is None else int(parse_time(until, now) * 10**9)
+    since_ns = None if since is None else parse_time_ns(since, now)
+    until_ns = None if until is None else parse_time_ns(until, now)
     path = _path(root)
 
     def wanted(ev):
@@ -421,6 +432,17 @@ def read(since=None, until=None, filters: dict | None = None, follow: bool = Fal
                             got = True
                             yield ev
                     f.close()
+                    # Rotated twice since we last looked: the file in between is .1 now.
+                    try:
+                        middle = os.stat(path + ".1").st_ino
+                    except FileNotFoundError:
+                        middle = ino
+                    if middle not in (ino, cur):
+                        for raw in _lines(path + ".1"):
+                            ev = _parse(raw)
+                            if ev and wanted(ev):
+                                got = True
+                                yield ev
                 pending = b""
                 f = _open(path)
                 ino = os.fstat(f.fileno()).st_ino if f else None

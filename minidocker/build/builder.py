@@ -252,7 +252,7 @@ class Build:
         for image_id in reversed(self.created_images):
             try:
                 if not self.store.tags_of(image_id):
-                    self.store.delete_image(image_id)
+                    self.store.delete_image(image_id, event=False)
             except (NotFound, OSError):
                 pass
 

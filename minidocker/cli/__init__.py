@@ -57,6 +57,8 @@ COMMANDS: dict[str, str] = {
     "network": "network:network",
     "port": "network:port",
     "volume": "volumes:volume",
+    # the event log
+    "events": "events:events",
     # the engine as a whole: the API service (system check/df/prune come later)
     "system": "system:system",
 }

@@ -201,4 +201,6 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -
     cid = new_id()
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]  # Docker's default hostname: the short id
-    return new_record(opts.get("name"), state, cid)
+    c = new_record(opts.get("name"), state, cid)
+    c.emit("create")
+    return c

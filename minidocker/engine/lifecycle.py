@@ -68,8 +68,13 @@ def _remove_cgroup(c: Container) -> None:
               file=sys.stderr)
 
 
-def start(c: Container, store, attach: bool) -> int | None:
-    """Start a created or exited container: attached returns its exit code."""
+def start(c: Container, store, attach: bool, attach_clients: int = 0,
+          on_listening=None) -> int | None:
+    """Start a created or exited container: attached returns its exit code.
+
+    Detached, ``attach_clients`` clients (connected by ``on_listening``, called once the
+    monitor's attach socket listens) see the output from the first byte: the API's
+    attach-then-start (``docker run``, ``docker start -a``)."""
     reconcile(c)
     if c.state["State"]["Running"]:
         return None
@@ -79,7 +84,7 @@ def start(c: Container, store, attach: bool) -> int | None:
         finally:
             if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir):
                 remove(c.reload(), force=True)
-    monitor.start_detached(c, store)
+    monitor.start_detached(c, store, attach_clients=attach_clients, on_listening=on_listening)
     return None
 
 
@@ -88,6 +93,7 @@ def kill(c: Container, sig: int = signal.SIGKILL) -> None:
     reconcile(c)
     if not c.state["State"]["Running"]:
         raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
+    c.emit("kill", signal=str(int(sig)))
     try:
         os.kill(c.state["State"]["Pid"], sig)
     except ProcessLookupError:
@@ -106,6 +112,7 @@ def stop(c: Container, timeout: float = 10) -> None:
         return
     sig = parse_signal(c.state["Config"].get("StopSignal") or "SIGTERM")
     pid = c.state["State"]["Pid"]
+    c.emit("kill", signal=str(int(sig)))
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -114,12 +121,14 @@ def stop(c: Container, timeout: float = 10) -> None:
     while time.monotonic() < deadline and c.monitor_alive():
         time.sleep(0.05)
     if c.monitor_alive():
+        c.emit("kill", signal=str(int(signal.SIGKILL)))
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     c.wait_for_monitor()
     c.reload()
+    c.emit("stop")
 
 
 def wait(c: Container) -> int:
@@ -144,6 +153,7 @@ def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
         from . import volumes as vol
         vol.remove_anonymous(c.state)
     delete_record(c)
+    c.emit("destroy")
 
 
 def logs(c: Container, follow: bool = False, timestamps: bool = False, tail: str = "all",
@@ -200,9 +210,13 @@ def container_pids(c: Container) -> list[int]:
 
 
 def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, tty=False,
-            interactive=False, detach=False) -> int:
+            interactive=False, detach=False, exec_id: str | None = None) -> int:
     """``docker exec``: run another process inside a running container's namespaces and
-    cgroup, with the container's environment plus ``env``."""
+    cgroup, with the container's environment plus ``env``.
+
+    Events as Docker logs them: ``exec_create: CMD``, ``exec_start: CMD`` and, when we
+    wait for it, ``exec_die`` with its exit code, all carrying the exec's id
+    (``exec_id``, or a new one: the CLI has no exec records)."""
     from .. import runtime
     from .create import merge_env, parse_env
     from .rootfs import lookup_user
@@ -224,6 +238,172 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
                   capabilities=spec["process"]["capabilities"],
                   no_new_privileges=spec["process"].get("noNewPrivileges", False),
                   seccomp_profile=spec.get("linux", {}).get("seccomp"))
-    return runtime.exec_process(c.state["State"]["Pid"], args, **kwargs)
+    exec_id = exec_id or os.urandom(32).hex()
+    command = " ".join(args)
+    c.emit(f"exec_create: {command}", execID=exec_id)
+    c.emit(f"exec_start: {command}", execID=exec_id)
+    code = runtime.exec_process(c.state["State"]["Pid"], args, **kwargs)
+    if not detach:
+        c.emit("exec_die", execID=exec_id, exitCode=str(code))
+    return code
 
 
+
+
+# ------------------------------------------------------------------ more verbs
+def is_paused(c: Container) -> bool:
+    return bool(c.state["State"].get("Paused"))
+
+
+def _thaw_if_paused(c: Container) -> None:
+    """A frozen process cannot act on a signal, not even SIGKILL, until it is thawed:
+    Docker thaws a paused container after sending it SIGKILL."""
+    if not is_paused(c):
+        return
+    from ..kernel import cgroups
+    try:
+        cgroups.open_cgroup(c.cgroup).thaw()
+    except OSError:
+        pass
+    c.update_state(Paused=False, Status="running" if c.monitor_alive() else c.status)
+
+
+def pause(c: Container) -> None:
+    """``docker pause``: freeze every process of the container (the freezer cgroup,
+    v1 ``freezer.state`` or v2 ``cgroup.freeze``); ``ps`` shows ``(Paused)``."""
+    reconcile(c)
+    if not c.state["State"]["Running"]:
+        raise Conflict(f"Container {c.id} is not running")
+    if is_paused(c):
+        raise Conflict(f"Container {c.id} is already paused")
+    from ..kernel import cgroups
+    cgroups.open_cgroup(c.cgroup).freeze()
+    c.update_state(Paused=True, Status="paused")
+    c.emit("pause")
+
+
+def unpause(c: Container) -> None:
+    """``docker unpause``: thaw the container's cgroup."""
+    reconcile(c)
+    if not is_paused(c):
+        raise Conflict(f"Container {c.id} is not paused")
+    from ..kernel import cgroups
+    cgroups.open_cgroup(c.cgroup).thaw()
+    c.update_state(Paused=False, Status="running")
+    c.emit("unpause")
+
+
+def restart(c: Container, store, timeout: float = 10) -> None:
+    """``docker restart``: stop (the stop signal, then SIGKILL after ``timeout``), then
+    start again, detached."""
+    if c.state["State"].get("Running"):
+        _thaw_if_paused(c)
+        stop(c, timeout)
+    start(c.reload(), store, attach=False)
+    c.update_fields(RestartCount=int(c.reload().state.get("RestartCount") or 0) + 1)
+    c.emit("restart")
+
+
+def rename(c: Container, new_name: str) -> None:
+    """``docker rename``: a new name, under the lock that guards names (two renames or
+    a ``run --name`` cannot take the same one)."""
+    from .. import paths
+    from .containers import NAME_RE
+    from ..errors import InvalidInput
+    new_name = new_name.lstrip("/")
+    if not new_name or not NAME_RE.match(new_name):
+        raise InvalidInput(f"Invalid container name ({new_name}), only "
+                           "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    old = c.name
+    if new_name == old:
+        raise InvalidInput(f"Renaming a container with the same name as its current name")
+    with paths.locked("containers"):
+        for other in list_containers():
+            if other.name == new_name:
+                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use '
+                               f'by container "{other.id}". You have to remove (or rename) '
+                               f'that container to be able to reuse that name.')
+        c.update_fields(Name=new_name)
+    c.emit("rename", oldName="/" + old)
+
+
+def wait_condition(c: Container, condition: str = "not-running", cancelled=None,
+                   poll: float = 0.02) -> int:
+    """``POST /containers/{id}/wait?condition=``: block until the container is
+    ``not-running`` (at once if it is not running), has had its ``next-exit``, or is
+    ``removed``; its exit code. ``cancelled()`` is polled: True gives up (the client
+    went away) with ``InterruptedError``.
+
+    The exit of a container removed at once (``--rm``) may never be seen in its state
+    file: then the ``die`` event tells its exit code."""
+    from .. import events
+    if condition not in ("not-running", "next-exit", "removed"):
+        from ..errors import InvalidInput
+        raise InvalidInput(f"invalid condition: \"{condition}\"")
+    since = time.time()
+    reconcile(c)
+    first = dict(c.state["State"])
+    if condition == "not-running" and not first["Running"]:
+        return first["ExitCode"]
+    seen_exit = None
+    stamp = None
+    while True:
+        if cancelled and cancelled():
+            raise InterruptedError("wait cancelled")
+        try:
+            st = os.stat(c.state_path)
+            if (st.st_ino, st.st_mtime_ns) != stamp:
+                stamp = (st.st_ino, st.st_mtime_ns)
+                state = c.reload().state["State"]
+                if state["Running"] and not c.monitor_alive():
+                    state = reconcile(c).state["State"]
+                exited = not state["Running"] and state.get("FinishedAt") and \
+                    state.get("FinishedAt") != first.get("FinishedAt")
+                if not state["Running"] and (exited or condition == "not-running"):
+                    if condition != "removed":
+                        return state["ExitCode"]
+                    seen_exit = state["ExitCode"]
+                if exited:
+                    seen_exit = state["ExitCode"]
+        except (FileNotFoundError, ValueError):
+            if not os.path.isdir(c.dir):            # removed
+                if seen_exit is not None:
+                    return seen_exit
+                for event in events.read(since=since, filters={"container": [c.id],
+                                                               "event": ["die"]}):
+                    seen_exit = int(event["Actor"]["Attributes"].get("exitCode", 0))
+                return seen_exit if seen_exit is not None else first["ExitCode"]
+        time.sleep(poll)
+
+
+def top(c: Container, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+    """``docker top``: run ``ps ps_args`` on the host and keep the lines of the
+    container's processes (found by the PID column), as Docker's daemon does."""
+    import shlex
+    import subprocess
+    reconcile(c)
+    if not c.state["State"]["Running"]:
+        raise Conflict(f"Container {c.id} is not running")
+    pids = set(container_pids(c))
+    args = shlex.split(ps_args or "-ef")
+    out = subprocess.run(["ps", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        from ..errors import InvalidInput
+        raise InvalidInput(f"Error running ps: {out.stderr.strip() or 'exit status %d' % out.returncode}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return [], []
+    titles = lines[0].split()
+    if "PID" not in titles:
+        from ..errors import InvalidInput
+        raise InvalidInput(f"Couldn't find PID field in ps output")
+    pid_col = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        try:
+            if int(fields[pid_col]) in pids:
+                rows.append(fields)
+        except (ValueError, IndexError):
+            continue
+    return titles, rows

@@ -84,7 +84,15 @@ def create(name: str | None = None, labels: dict | None = None, driver: str = "l
                   "Mountpoint": data_dir(name), "Name": name, "Options": options or {},
                   "Scope": "local"}
         paths.write_json(_record_path(name), record)
-        return record
+    _emit(name, "create", driver=driver)
+    return record
+
+
+def _emit(name: str, action: str, **attributes) -> None:
+    """Log a volume event as Docker does: the volume's name as the actor, its driver
+    (and for ``mount`` the container, destination, mode) as attributes."""
+    from .. import events
+    events.emit("volume", action, name, {"driver": "local", **attributes})
 
 
 def exists(name: str) -> bool:
@@ -146,6 +154,7 @@ def remove(name: str, force: bool = False) -> None:
         raise Conflict(f"remove {name}: volume is in use - [{', '.join(in_use)}]")
     with paths.locked("volumes"):
         shutil.rmtree(volume_dir(name), ignore_errors=True)
+    _emit(name, "destroy")
 
 
 def prune(all_volumes: bool = False) -> tuple[list[str], int]:
@@ -157,6 +166,7 @@ def prune(all_volumes: bool = False) -> tuple[list[str], int]:
             continue
         reclaimed += _disk_usage(data_dir(record["Name"]))
         shutil.rmtree(volume_dir(record["Name"]), ignore_errors=True)
+        _emit(record["Name"], "destroy")
         removed.append(record["Name"])
     return removed, reclaimed
 
@@ -185,6 +195,7 @@ def remove_anonymous(state: dict) -> list[str]:
         if [u for u in users(name) if u != state.get("Id")]:
             continue
         shutil.rmtree(volume_dir(name), ignore_errors=True)
+        _emit(name, "destroy")
         removed.append(name)
     return removed
 
@@ -333,6 +344,10 @@ def oci_mounts(state: dict, rootfs: str) -> list[dict]:
         recorded.append(record)
     state["Mounts"] = recorded
     _save_mounts(state)
+    for m in recorded:
+        if m["Type"] == "volume":
+            _emit(m["Name"], "mount", container=state.get("Id", ""), destination=m["Destination"],
+                  propagation=m["Propagation"], **{"read/write": str(m["RW"]).lower()})
     return entries
 
 

@@ -191,6 +191,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict, index: int | None = 0,
             if index == 0:
                 _release_ports_locked(cid)
             raise
+    emit(rec, "connect", cid)
     docker_aliases = [*aliases, cid[:12]] if user_defined else (aliases or None)
     endpoint = _endpoint(rec, address, gateway, subnet.prefixlen, veth.mac_for(address),
                          docker_aliases, endpoint_id, {"IPv4Address": wanted} if wanted else None)
@@ -283,6 +284,8 @@ def _release_network_locked(cid: str, rec: dict) -> str | None:
     mine = {ip: l for ip, l in ipam.leases_of(rec["Name"]).items() if l.get("Container") == cid}
     ifname = next((l.get("Interface", "eth0") for l in mine.values()), None)
     freed = ipam.release(rec["Name"], cid, bridge=networks.bridge_name(rec))
+    if freed:
+        emit(rec, "disconnect", cid)
     if freed and rec["Name"] != networks.DEFAULT_NETWORK:
         for lease in ipam.leases_of(rec["Name"]).values():
             hosts.remove_addresses(hosts.hosts_path(lease["Container"]), freed)
@@ -402,6 +405,7 @@ def remove_network(ref: str) -> str:
             bridge.unregister(networks.bridge_name(rec))
             firewall.remove_bridge(networks.bridge_name(rec))
         networks.delete_record(name)
+    emit(rec, "destroy")
     return name
 
 
@@ -423,7 +427,18 @@ def create_network(name: str, subnet: str | None = None, gateway: str | None = N
             firewall.remove_bridge(br)
         networks.delete_record(name)
         raise
+    emit(rec, "create")
     return rec
+
+
+def emit(rec: dict, action: str, container: str | None = None) -> None:
+    """Log a network event as Docker does: the network's id as the actor, its name and
+    driver (and the container, for ``connect``/``disconnect``) as attributes."""
+    from .. import events
+    attrs = {"name": rec["Name"], "type": rec.get("Driver", "bridge")}
+    if container:
+        attrs["container"] = container
+    events.emit("network", action, rec["Id"], attrs)
 
 
 def containers_on(name: str) -> dict:

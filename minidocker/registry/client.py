@@ -348,7 +348,8 @@ def pull(ref: str, store=None, out=None, quiet: bool = False, platform: str | No
             _forget_new_layers(store, layers + [config_record])
             raise
         remember_sources(store, [layer["digest"] for layer in layers], r.name)
-    name = store.tag(image_id, str(r))
+    name = store.tag(image_id, str(r), event=False)
+    store.emit(r.familiar(), "pull", r.familiar_name)
     progress.message(f"Digest: {top_digest}")
     status = "Image is up to date" if up_to_date else "Downloaded newer image"
     progress.message(f"Status: {status} for {name}")
@@ -619,4 +620,5 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
         raise MinidockerError(f"the registry stored the manifest as {remote}, expected {digest}")
     remember_sources(store, [d["digest"] for d in layers] + [config["digest"]], r.name)
     progress.message(f"{r.tag}: digest: {digest} size: {len(body)}")
+    store.emit(r.familiar(), "push", r.familiar_name)
     return digest
