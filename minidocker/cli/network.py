@@ -134,18 +134,12 @@ def disconnect(force, network_ref, container):
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 def prune(force):
     """Remove all unused user-defined networks."""
-    from ..network import cleanup_stale, ipam, networks as store, remove_network
+    from ..network import prune_networks
     if not force and not click.confirm(
             "WARNING! This will remove all custom networks not used by at least one container.\n"
             "Are you sure you want to continue?", default=False):
         return
-    cleanup_stale()
-    removed = []
-    for rec in store.list_records():
-        if rec["Name"] in store.PREDEFINED or ipam.leases_of(rec["Name"]):
-            continue
-        remove_network(rec["Name"])
-        removed.append(rec["Name"])
+    removed = prune_networks()
     if removed:
         click.echo("Deleted Networks:")
         for name in removed:

@@ -26,7 +26,7 @@ import os
 import secrets
 
 from .. import paths
-from ..errors import Conflict, InvalidInput
+from ..errors import Conflict, InvalidInput, NotFound
 from . import ipam, networks, ports
 
 __all__ = ["attach_container", "detach_container", "cleanup_stale", "network_mode",
@@ -439,6 +439,22 @@ def emit(rec: dict, action: str, container: str | None = None) -> None:
     if container:
         attrs["container"] = container
     events.emit("network", action, rec["Id"], attrs)
+
+
+def prune_networks() -> list[str]:
+    """``network prune``: remove every user-defined network no container is on (the
+    default ``bridge``, ``host`` and ``none`` stay). Returns the names removed."""
+    cleanup_stale()
+    removed = []
+    for rec in networks.list_records():
+        if rec["Name"] in networks.PREDEFINED or ipam.leases_of(rec["Name"]):
+            continue
+        try:
+            remove_network(rec["Name"])
+        except (Conflict, NotFound):
+            continue        # joined or removed by someone else meanwhile
+        removed.append(rec["Name"])
+    return removed
 
 
 def containers_on(name: str) -> dict:
