@@ -26,6 +26,8 @@ from .router import route
 #: the filters ``GET /images/json`` knows (moby's ``acceptedImageFilterTags``)
 LIST_FILTERS = ("dangling", "label", "before", "since", "reference")
 
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
 
 def _store():
     from ..image.store import Store
@@ -141,6 +143,10 @@ def image_inspect(store, ref: str) -> dict:
     doc.setdefault("DockerVersion", "")
     doc["VirtualSize"] = doc.get("Size", 0)
     doc.pop("Manifest", None)
+    # Go clients parse these as times: an unknown one is Go's zero time, not "".
+    doc["Created"] = doc.get("Created") or GO_ZERO_TIME
+    doc["Metadata"] = {"LastTagTime": (doc.get("Metadata") or {}).get("LastTagTime")
+                       or GO_ZERO_TIME}
     return doc
 
 

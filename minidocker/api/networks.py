@@ -43,7 +43,8 @@ def _labels_match(labels: dict, wanted: list[str]) -> bool:
 def network_resource(rec: dict, with_containers: bool = True) -> dict:
     """One network in Docker's ``NetworkResource`` shape."""
     from .. import network
-    doc = {"Name": rec["Name"], "Id": rec["Id"], "Created": rec.get("Created", ""),
+    doc = {"Name": rec["Name"], "Id": rec["Id"],
+           "Created": rec.get("Created") or "0001-01-01T00:00:00Z",   # Go's zero time
            "Scope": rec.get("Scope", "local"), "Driver": rec.get("Driver", "bridge"),
            "EnableIPv6": rec.get("EnableIPv6", False), "IPAM": rec.get("IPAM"),
            "Internal": rec.get("Internal", False), "Attachable": rec.get("Attachable", False),
