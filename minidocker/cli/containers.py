@@ -46,6 +46,8 @@ def container_options(f):
         click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
         click.option("--expose", multiple=True, help="Expose a port or a range of ports"),
         click.option("--link", multiple=True, help="Add link to another container (NAME[:ALIAS])"),
+        click.option("--add-host", multiple=True, metavar="HOST:IP",
+                     help="Add a custom host-to-IP mapping (host:ip)"),
         click.option("-v", "--volume", multiple=True, help="Bind mount a volume"),
         click.option("--mount", multiple=True, help="Attach a filesystem mount to the container"),
         click.option("--volumes-from", multiple=True, help="Mount volumes from the specified container(s)"),

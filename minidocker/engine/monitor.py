@@ -57,6 +57,10 @@ def prepare(c: Container, store) -> list[tuple[str, str]]:
         from . import links
         extra_env = links.link_env(c.state)
         extra_hosts = links.hosts_entries(c.state)
+    # --add-host / HostConfig.ExtraHosts: "NAME:IP" lines of /etc/hosts
+    for entry in c.state["HostConfig"].get("ExtraHosts") or ():
+        name, _, ip = entry.partition(":")
+        extra_hosts.append((ip, name))
     from . import volumes
     extra_mounts = volumes.oci_mounts(c.state, c.rootfs)
     etc_files(c, c.state["Config"]["Hostname"], extra_hosts)
