@@ -376,8 +376,10 @@ class Hijack:
     ``prepare`` (optional) runs before the answer is sent, so that it can still fail
     with a proper HTTP error (no such container...)."""
 
-    def __init__(self, fn, content_type: str = RAW_STREAM, headers: dict | None = None):
+    def __init__(self, fn, content_type: str = RAW_STREAM, headers: dict | None = None,
+                 abort=None):
         self.fn = fn
+        self.abort = abort          # called instead of fn when the answer cannot be sent
         self.headers = dict(headers or {})
         self.headers.setdefault("Content-Type", content_type)
 

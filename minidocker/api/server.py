@@ -408,13 +408,25 @@ class Server:
             head = _head(101, headers)
         else:
             head = _head(200, headers)
-        conn.sendall(head)
+        try:
+            conn.sendall(head)
+        except OSError:
+            if response.abort:
+                response.abort()
+            return
         try:
             response.fn(rfile, SocketWriter(conn))
         except (ClientGone, OSError):
             pass
         except Exception:
             traceback.print_exc(file=sys.stderr)
+        finally:
+            # Wake a thread still blocked reading the client's bytes (it holds the
+            # buffered reader's lock, which closing the reader would wait for).
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def serve(host: str = DEFAULT_HOST, debug: bool = False, ready=None) -> None:
