@@ -25,7 +25,6 @@ from .. import clock
 from ..engine import attach as monitor_attach
 from ..engine.logs import read_records
 
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
 
 # ------------------------------------------------------------------------------- logs
@@ -108,26 +107,6 @@ class Pending:
 PENDING = Pending()
 
 
-def parse_detach_keys(text: str | None) -> bytes:
-    """Docker's ``--detach-keys`` (``ctrl-p,ctrl-q``, ``a``, ``ctrl-@``) -> bytes."""
-    out = bytearray()
-    for key in (text or DEFAULT_DETACH_KEYS).split(","):
-        key = key.strip()
-        if key.startswith("ctrl-") and len(key) == 6:
-            ch = key[5].lower()
-            if "a" <= ch <= "z":
-                out.append(ord(ch) - ord("a") + 1)
-            elif ch in "@[\\]^_":
-                out.append({"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}[ch])
-            else:
-                raise ValueError(f"invalid detach keys: {text}")
-        elif len(key) == 1:
-            out.append(ord(key))
-        else:
-            raise ValueError(f"invalid detach keys: {text}")
-    return bytes(out)
-
-
 class AttachSession:
     """One hijacked attach connection (see the module doc)."""
 
@@ -137,7 +116,7 @@ class AttachSession:
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.logs, self.stream = logs, stream
         try:
-            self.detach_keys = parse_detach_keys(detach_keys)
+            self.detach_keys = monitor_attach.parse_detach_keys(detach_keys)
         except ValueError as e:
             from .http import ApiError
             raise ApiError(400, str(e)) from None
@@ -252,7 +231,7 @@ class AttachSession:
                     return
                 if not self.stdin:
                     continue
-                data, held, detached = _scan_detach(held + data, keys)
+                data, held, detached = monitor_attach.scan_detach(held + data, keys)
                 if data:
                     sock.sendall(monitor_attach.frame(monitor_attach.STDIN, data))
                 if detached:
@@ -261,20 +240,6 @@ class AttachSession:
                     return
         except OSError:
             return
-
-
-def _scan_detach(data: bytes, keys: bytes) -> tuple[bytes, bytes, bool]:
-    """Split ``data`` into (to send, held back as a possible start of the detach
-    sequence, detached?)."""
-    if not keys:
-        return data, b"", False
-    index = data.find(keys)
-    if index >= 0:
-        return data[:index], b"", True
-    for n in range(min(len(keys) - 1, len(data)), 0, -1):
-        if data.endswith(keys[:n]):
-            return data[:-n], data[-n:], False
-    return data, b"", False
 
 
 def _peer_closed(sock) -> bool:

@@ -31,6 +31,13 @@ COMMANDS: dict[str, str] = {
     "inspect": "containers:inspect",
     "wait": "containers:wait",
     "top": "containers:top",
+    "restart": "containers:restart",
+    "rename": "containers:rename",
+    "pause": "containers:pause",
+    "unpause": "containers:unpause",
+    "attach": "attach:attach",
+    "cp": "cp:cp",
+    "stats": "stats:stats",
     # images (image store)
     "images": "images:images",
     "bootstrap": "images:bootstrap",

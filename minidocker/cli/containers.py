@@ -1,4 +1,5 @@
-"""Container verbs: run, create, start, ps, logs, stop, kill, rm, exec, inspect, wait, top.
+"""Container verbs: run, create, start, ps, logs, stop, kill, rm, exec, inspect, wait, top,
+restart, rename, pause, unpause (attach, cp and stats have modules of their own).
 
 Flags, output and exit codes follow ``docker`` (``docker run --help`` is the reference).
 """
@@ -155,7 +156,8 @@ def _status(c) -> str:
     from .format import ago, human_duration, since
     st = c.state["State"]
     if st["Running"]:
-        return f"Up {human_duration(since(st['StartedAt']))}"
+        up = f"Up {human_duration(since(st['StartedAt']))}"
+        return up + " (Paused)" if st.get("Paused") else up
     if st["Status"] == "created":
         return "Created"
     return f"Exited ({st['ExitCode']}) {ago(st['FinishedAt'])}"
@@ -315,7 +317,8 @@ def inspect(fmt, kind, names):
 def _inspect_container(c) -> dict:
     state = {k: v for k, v in c.state.items() if not k.startswith("_")}
     state["Name"] = "/" + c.name
-    state["State"] = dict(state["State"], Paused=False, Restarting=False, Dead=False)
+    state["State"] = dict(state["State"], Restarting=False, Dead=False)
+    state["State"].setdefault("Paused", False)
     return state
 
 
@@ -333,20 +336,65 @@ def wait(containers):
     _each(containers, lambda c, ref: click.echo(lifecycle.wait(c)))
 
 
-@click.command()
+@click.command(context_settings=PASS_THROUGH)
 @click.argument("container")
-def top(container):
-    """Display the running processes of a container."""
-    import subprocess
+@click.argument("ps_options", nargs=-1, type=click.UNPROCESSED)
+def top(container, ps_options):
+    """Display the running processes of a container (``ps`` OPTIONS, default -ef)."""
     from ..engine import lifecycle
     from ..engine.containers import resolve
-    pids = lifecycle.container_pids(resolve(container))
-    # Docker runs ``ps -ef`` and keeps the container's lines; the same columns here.
-    out = subprocess.run(["ps", "-o", "user,pid,ppid,c,stime,tty,time,cmd", "-p",
-                          ",".join(map(str, pids))], capture_output=True, text=True).stdout
-    lines = out.splitlines()
-    if lines:
-        header = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
-        rows = [l.split(None, len(header) - 1) for l in lines[1:]]
-        from .format import table
-        click.echo(table([header, *rows]))
+    from .format import table
+    # Docker runs ``ps`` on the host and keeps the lines of the container's processes.
+    titles, rows = lifecycle.top(resolve(container), " ".join(ps_options) or "-ef")
+    if titles:
+        click.echo(table([titles, *rows]))
+
+
+@click.command()
+@click.option("-t", "--time", "--timeout", "timeout", type=int, default=None,
+              help="Seconds to wait before killing the container")
+@click.argument("containers", nargs=-1, required=True)
+def restart(timeout, containers):
+    """Restart one or more containers (stop, then start)."""
+    from ..engine import lifecycle
+    store = _store()
+
+    def one(c, ref):
+        t = timeout if timeout is not None else c.state["Config"].get("StopTimeout", 10)
+        lifecycle.restart(c, store, 10 if t is None else t)
+        click.echo(ref)
+    _each(containers, one)
+
+
+@click.command()
+@click.argument("container")
+@click.argument("new_name")
+def rename(container, new_name):
+    """Rename a container."""
+    from ..engine import lifecycle
+    from ..engine.containers import resolve
+    lifecycle.rename(resolve(container), new_name)
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def pause(containers):
+    """Pause all processes within one or more containers (the freezer cgroup)."""
+    from ..engine import lifecycle
+
+    def one(c, ref):
+        lifecycle.pause(c)
+        click.echo(ref)
+    _each(containers, one)
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def unpause(containers):
+    """Unpause all processes within one or more containers."""
+    from ..engine import lifecycle
+
+    def one(c, ref):
+        lifecycle.unpause(c)
+        click.echo(ref)
+    _each(containers, one)

@@ -83,6 +83,44 @@ def _path_via_fd(directory: str) -> tuple[int, str]:
     return fd, f"/proc/self/fd/{fd}/{SOCKET_NAME}"
 
 
+# ----------------------------------------------------------------- detaching
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+def parse_detach_keys(text: str | None) -> bytes:
+    """Docker's ``--detach-keys`` (``ctrl-p,ctrl-q``, ``a``, ``ctrl-@``) -> bytes."""
+    out = bytearray()
+    for key in (text or DEFAULT_DETACH_KEYS).split(","):
+        key = key.strip()
+        if key.startswith("ctrl-") and len(key) == 6:
+            ch = key[5].lower()
+            if "a" <= ch <= "z":
+                out.append(ord(ch) - ord("a") + 1)
+            elif ch in "@[\\]^_":
+                out.append({"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}[ch])
+            else:
+                raise ValueError(f"invalid detach keys: {text}")
+        elif len(key) == 1:
+            out.append(ord(key))
+        else:
+            raise ValueError(f"invalid detach keys: {text}")
+    return bytes(out)
+
+
+def scan_detach(data: bytes, keys: bytes) -> tuple[bytes, bytes, bool]:
+    """Split ``data`` into (to send, held back as a possible start of the detach
+    sequence, detached?)."""
+    if not keys:
+        return data, b"", False
+    index = data.find(keys)
+    if index >= 0:
+        return data[:index], b"", True
+    for n in range(min(len(keys) - 1, len(data)), 0, -1):
+        if data.endswith(keys[:n]):
+            return data[:-n], data[-n:], False
+    return data, b"", False
+
+
 # ------------------------------------------------------------------ the client side
 def connect(c, stdin: bool = False, stdout: bool = True, stderr: bool = True,
             wait: float = 0.0) -> socket.socket:

@@ -37,7 +37,7 @@ def exec_options(c: Container, user=None, workdir=None, env=()) -> dict:
     if c.state["State"].get("Paused"):
         raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
     cfg = c.state["Config"]
-    uid, gid, extra_gids, _home = lookup_user(c.rootfs, user if user else cfg.get("User") or "")
+    uid, gid, extra_gids, _home = lookup_user(c.rootfs, user if user is not None else cfg.get("User") or "")
     environment = merge_env(cfg["Env"], parse_env(env or ()))
     if not any(e.startswith("PATH=") for e in environment):
         from .bundle import DEFAULT_PATH

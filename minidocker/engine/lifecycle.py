@@ -98,6 +98,8 @@ def kill(c: Container, sig: int = signal.SIGKILL) -> None:
         os.kill(c.state["State"]["Pid"], sig)
     except ProcessLookupError:
         pass
+    if sig == signal.SIGKILL:
+        _thaw_if_paused(c)      # a frozen process dies only once thawed
 
 
 def stop(c: Container, timeout: float = 10) -> None:
@@ -110,6 +112,7 @@ def stop(c: Container, timeout: float = 10) -> None:
     reconcile(c)
     if not c.state["State"]["Running"]:
         return
+    _thaw_if_paused(c)          # a frozen process cannot act on the stop signal
     sig = parse_signal(c.state["Config"].get("StopSignal") or "SIGTERM")
     pid = c.state["State"]["Pid"]
     c.emit("kill", signal=str(int(sig)))
@@ -218,26 +221,11 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
     wait for it, ``exec_die`` with its exit code, all carrying the exec's id
     (``exec_id``, or a new one: the CLI has no exec records)."""
     from .. import runtime
-    from .create import merge_env, parse_env
-    from .rootfs import lookup_user
-    reconcile(c)
-    if not c.state["State"]["Running"]:
-        raise Conflict(f"Container {c.id} is not running")
-    cfg = c.state["Config"]
-    uid, gid, extra_gids, home = lookup_user(c.rootfs, user if user is not None else cfg.get("User") or "")
-    environment = merge_env(cfg["Env"], parse_env(env))
-    if not any(e.startswith("PATH=") for e in environment):
-        from .bundle import DEFAULT_PATH
-        environment.insert(0, DEFAULT_PATH)
-    # The new process gets what the container's own process got (its bundle says):
-    # capabilities, no_new_privs and the system call filter.
-    from .. import paths
-    spec = paths.read_json(os.path.join(c.bundle, "config.json"))
-    kwargs = dict(env=environment, cwd=workdir or cfg.get("WorkingDir") or "/", uid=uid, gid=gid,
-                  additional_gids=extra_gids, terminal=tty, interactive=interactive, detach=detach,
-                  capabilities=spec["process"]["capabilities"],
-                  no_new_privileges=spec["process"].get("noNewPrivileges", False),
-                  seccomp_profile=spec.get("linux", {}).get("seccomp"))
+    from .execs import exec_options
+    # user, working dir, environment, and what the container's own process got from
+    # its bundle: capabilities, no_new_privs and the system call filter
+    kwargs = dict(exec_options(c, user, workdir, env), terminal=tty, interactive=interactive,
+                  detach=detach)
     exec_id = exec_id or os.urandom(32).hex()
     command = " ".join(args)
     c.emit(f"exec_create: {command}", execID=exec_id)

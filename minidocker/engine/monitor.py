@@ -223,7 +223,7 @@ def finish(c: Container, code: int, proc=None, error: str = "") -> None:
         if os.path.isdir(c.dir):
             # As Docker: a stopped container has no address and publishes no ports.
             c.update(NetworkSettings={},
-                     state=dict(Status="exited", Running=False, Pid=0, ExitCode=code,
+                     state=dict(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=code,
                                 OOMKilled=oom, Error=error, FinishedAt=now_iso()))
 
 
