@@ -40,6 +40,18 @@ def _labels_match(labels: dict, wanted: list[str]) -> bool:
     return True
 
 
+def _options(rec: dict) -> dict:
+    """The driver options the network was created with. The Linux bridge's name is
+    minidocker's record of its own choice, not an option a user gave: Docker shows
+    it only for the default bridge, and compose would take it for a changed option
+    ("needs to be recreated")."""
+    from ..network import networks
+    options = dict(rec.get("Options") or {})
+    if rec.get("Name") != networks.DEFAULT_NETWORK:
+        options.pop("com.docker.network.bridge.name", None)
+    return options
+
+
 def network_resource(rec: dict, with_containers: bool = True) -> dict:
     """One network in Docker's ``NetworkResource`` shape."""
     from .. import network
@@ -49,7 +61,7 @@ def network_resource(rec: dict, with_containers: bool = True) -> dict:
            "EnableIPv6": rec.get("EnableIPv6", False), "IPAM": rec.get("IPAM"),
            "Internal": rec.get("Internal", False), "Attachable": rec.get("Attachable", False),
            "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
-           "Containers": {}, "Options": rec.get("Options") or {},
+           "Containers": {}, "Options": _options(rec),
            "Labels": rec.get("Labels") or {}}
     if with_containers:
         doc["Containers"] = network.containers_on(rec["Name"])
