@@ -171,6 +171,32 @@ def test_entrypoint_resets_an_inherited_cmd(bb, tmp_path):
     assert r.stdout == "hello there\n"
 
 
+def test_user_that_expands_to_nothing_unsets_the_user(bb, tmp_path):
+    """``USER $EMPTY`` is one argument to Docker (counted before expansion): it sets the
+    user to "", so the next RUN and the container run as root again; the history says
+    ``USER `` as Docker's does. ``USER`` with no word at all is still an error (Docker's parser says so)."""
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile":
+        'FROM busybox\n'
+        'USER nobody\n'
+        'RUN id -u > /tmp/before\n'
+        'ARG EMPTY\n'
+        'USER $EMPTY\n'
+        'RUN id -u > /after\n'})
+    r = build(bb, ctx, "-t", "unset-user", *NONE)
+    assert "Step 5/6 : USER $EMPTY" in r.stdout
+    assert image_config(bb, "unset-user")["config"].get("User", "") == ""
+    assert image_tree(bb, "unset-user")["tmp/before"][4] == "65534\n"
+    assert image_tree(bb, "unset-user")["after"][4] == "0\n"
+    history = [h["created_by"] for h in image_config(bb, "unset-user")["history"]]
+    assert "/bin/sh -c #(nop)  USER " in history
+    out = minidocker(bb, "run", "--rm", *NONE, "unset-user", "id", "-u")
+    assert out.stdout == "0\n", out.stderr
+
+    bad = write_context(tmp_path / "bad", {"Dockerfile": "FROM busybox\nUSER\n"})
+    r = build(bb, bad, *NONE, ok=False)
+    assert r.returncode == 1 and "Dockerfile:2: USER requires at least one argument" in r.stderr
+
+
 def test_copy_heredoc_and_add_archive_and_scratch(bb, tmp_path):
     ctx = write_context(tmp_path / "ctx", {"Dockerfile":
         "FROM scratch\n"

@@ -328,6 +328,35 @@ def test_v1_memory_limit_keeps_memsw_at_least_the_ram_limit(tmp_path):
     assert _read(leaf / "memory.limit_in_bytes") == _read(leaf / "memory.memsw.limit_in_bytes") == "-1"
 
 
+def test_v1_and_v2_memory_swap_is_ram_plus_swap(tmp_path):
+    """``--memory-swap`` (OCI ``memory.swap``) is RAM *plus* swap: v1's memsw file takes
+    it as it is, v2 counts swap alone in ``memory.swap.max``; -1 leaves swap uncapped."""
+    root = tmp_path / "cgroup"
+    leaf = root / "memory" / "minidocker" / "c1"
+    leaf.mkdir(parents=True)
+    for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+        (leaf / name).write_text("9223372036854771712\n")
+    cg = cgroups.open_cgroup("minidocker/c1", mountpoint=str(root))
+    cg.set_memory(32 * MB, swap=64 * MB)
+    assert (_read(leaf / "memory.limit_in_bytes"), _read(leaf / "memory.memsw.limit_in_bytes")) == \
+        (str(32 * MB), str(64 * MB))
+    cg.set_memory(16 * MB, swap=16 * MB)    # lowering: RAM first, then memsw (memsw >= RAM always)
+    assert _read(leaf / "memory.memsw.limit_in_bytes") == str(16 * MB)
+    cg.set_memory(16 * MB, swap=-1)
+    assert _read(leaf / "memory.memsw.limit_in_bytes") == "-1"
+
+    (tmp_path / "v2").mkdir()
+    v2 = cgroups.open_cgroup("minidocker/c2", mountpoint=_fake_v2_root(tmp_path / "v2"))
+    v2.create()
+    swap_max = f"{v2.dirs()[0]}/memory.swap.max"
+    with open(swap_max, "w") as f:
+        f.write("max\n")
+    v2.set_memory(32 * MB, swap=64 * MB)
+    assert _read(swap_max) == str(32 * MB)
+    v2.set_memory(32 * MB, swap=-1)
+    assert _read(swap_max) == "max"
+
+
 # --------------------------------------------------------------------------- the real kernel
 @pytest.fixture
 def real_cgroup():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -100,10 +101,99 @@ def test_seccomp_filter_by_default_as_in_docker(md):
                  "sh", "-c", "mount -t tmpfs t /tmp && grep ' /tmp ' /proc/mounts")
     assert out.startswith("t /tmp tmpfs ")
     for bad, message in ((["--security-opt", "apparmor=x"], 'invalid --security-opt: "apparmor=x"'),
-                         (["--security-opt", "seccomp=/p.json"], "a custom seccomp profile is not supported")):
+                         (["--security-opt", "seccomp=/no/p.json"],
+                          "opening seccomp profile (/no/p.json) failed: open /no/p.json: "
+                          "no such file or directory")):
         r = md("run", "--rm", "--network", "none", *bad, "busybox", "true")
         assert r.returncode == 125 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert md.out("ps", "-aq") == ""       # refused before any record was made
+
+
+#: Docker's profile format: archMap (this machine's entry picked), a rule by name, rules
+#: by argument (chmod's mode is argument 1, fchmodat's argument 2: the set-uid bit
+#: 04000 = 2048, masked), and a rule that a capability excludes.
+DENY_PROFILE = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                 "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+    "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        {"names": ["chmod", "fchmod"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 1, "value": 2048, "valueTwo": 2048, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["fchmodat"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 2, "value": 2048, "valueTwo": 2048, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["sethostname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
+         "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+        {"names": ["no_such_call"], "action": "SCMP_ACT_KILL"},
+    ],
+}
+PROBE_SECCOMP = ("mkdir /made; echo mkdir=$?; touch /f; chmod 755 /f; echo chmod755=$?; "
+                 "chmod 4755 /f; echo chmod4755=$?; stat -c %a /f; hostname other; echo hostname=$?")
+
+
+def test_seccomp_profile_file_as_docker_reads_it(md, tmp_path):
+    """``--security-opt seccomp=FILE``: the container sees the calls the profile denies
+    fail with the profile's errno, by name and by argument; the profile is kept in the
+    record (the file may change afterwards); runc, compiling the same ``linux.seccomp``
+    with libseccomp, gives the same answers."""
+    import shutil
+    path = tmp_path / "deny.json"
+    path.write_text(json.dumps(DENY_PROFILE, indent=2))
+    run = ("run", "--rm", "--network", "none", "--security-opt", f"seccomp={path}", "busybox")
+    r = md(*run, "sh", "-c", PROBE_SECCOMP)
+    assert r.stdout.split() == ["mkdir=1", "chmod755=0", "chmod4755=1", "755", "hostname=1"], r.stderr
+    assert "can't create directory '/made': Operation not permitted" in r.stderr
+    assert "chmod: /f: Operation not permitted" in r.stderr
+    assert "sethostname: Function not implemented" in r.stderr      # errnoRet 38
+    out = md.out(*run[:-1], "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", "hostname other; echo $?")
+    assert out == "0\n"                                              # excluded by the capability
+    cid = md.out("create", "--security-opt", f"seccomp={path}", "busybox", "true").strip()
+    path.write_text("{}")
+    kept = json.loads(md.out("inspect", cid))[0]["HostConfig"]["SecurityOpt"]
+    assert kept == ["seccomp=" + json.dumps(DENY_PROFILE, separators=(",", ":"))]
+    md.out("rm", cid)
+    if shutil.which("runc"):
+        path.write_text(json.dumps(DENY_PROFILE))
+        theirs = md(*run[:-1], "--runtime", "runc", "busybox", "sh", "-c", PROBE_SECCOMP)
+        assert (theirs.stdout, theirs.stderr) == (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{\n  "defaultAction": "SCMP_ACT_ALLOW",\n  "syscalls": [\n'
+     '    {"names": ["mkdir"] "action": 1}\n]}',
+     "not JSON: line 4 column 25: Expecting ',' delimiter"),
+    ('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOPE"}]}',
+     'syscalls[0].action: unknown action "SCMP_ACT_NOPE"'),
+    ('{"defaultAction": "SCMP_ACT_NOPE"}', 'defaultAction: unknown action "SCMP_ACT_NOPE"'),
+    ('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",'
+     ' "args": [{"index": 1, "value": 8, "op": "SCMP_CMP_ABOUT"}]}]}',
+     'syscalls[0].args[0].op: unknown operator "SCMP_CMP_ABOUT"'),
+    ('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",'
+     ' "args": [{"index": 6, "value": 8, "op": "SCMP_CMP_EQ"}]}]}',
+     "syscalls[0].args[0].index: 6 is not an argument index (0 to 5)"),
+    ('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [""], "action": "SCMP_ACT_ERRNO"}]}',
+     "syscalls[0].names[0]: empty string is not a valid syscall"),
+    ('{"defaultAction": "SCMP_ACT_ALLOW", "syscall": []}', "syscall: unknown field"),
+    ('{"defaultAction": "SCMP_ACT_ALLOW",'
+     ' "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_LOG"}]}',
+     "syscalls[0]: 'name' and 'names' were specified in the seccomp profile, use either 'name' or 'names'"),
+    ('{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],'
+     ' "archMap": [{"architecture": "SCMP_ARCH_X86_64"}]}',
+     "'architectures' and 'archMap' were specified in the seccomp profile, use either "
+     "'architectures' or 'archMap'"),
+    ('{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]}',
+     'architectures[0]: unknown architecture "SCMP_ARCH_Z80"'),
+])
+def test_bad_seccomp_profile_is_refused_at_create(md, tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    before = md.out("ps", "-aq")
+    r = md("create", "--security-opt", f"seccomp={path}", "busybox", "true")
+    assert r.returncode == 125 and r.stdout == ""
+    assert r.stderr.startswith(f"minidocker: seccomp profile {path}: {message}"), r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    assert md.out("ps", "-aq") == before
 
 
 def test_exec_gets_the_containers_restrictions(md):
@@ -143,6 +233,59 @@ def test_pids_and_cpus_limits_are_applied(md):
     out = md.out("run", "--rm", "--cpus", "0.5", "busybox", "sh", "-c",
                  "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
     assert out.split()[0] == "50000"
+
+
+def test_out_of_range_limits_are_refused_at_create_with_dockers_messages(md):
+    """What ``verifyPlatformContainerResources`` refuses, refused the same way: one line,
+    exit 125, and no container record left behind (by ``run`` or ``create``)."""
+    ncpu = os.cpu_count()
+    cpus = f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+    cases = [
+        (["--cpus", "-1"], cpus),
+        (["--cpus", "0.001"], cpus),          # a 100 µs quota: under the kernel's 1 ms floor
+        (["--cpus", str(ncpu + 1)], cpus),
+        (["-m", "4m"], "Minimum memory limit allowed is 6MB"),
+        (["-m", "32m", "--memory-swap", "16m"],
+         "Minimum memoryswap limit should be larger than memory limit, see usage"),
+        (["--memory-swap", "64m"],
+         "You should always set the Memory limit when using Memoryswap limit, see usage"),
+        (["--cpu-shares", "-5"], "shares: invalid argument"),
+    ]
+    before = md.out("ps", "-aq")
+    for flags, message in cases:
+        for verb in ("run", "create"):
+            r = md(verb, "--network", "none", *flags, "busybox", "true")
+            assert (r.returncode, r.stderr) == (125, f"minidocker: {message}\n"), (flags, r.stderr)
+    assert md.out("ps", "-aq") == before
+
+
+def _cgroup_file(md, flags, v1_file, v2_file):
+    """One cgroup file of a container run with ``flags``, read from inside it."""
+    return md.out("run", "--rm", "--network", "none", *flags, "busybox", "sh", "-c",
+                  f"cat /sys/fs/cgroup/{v2_file} 2>/dev/null || cat /sys/fs/cgroup/{v1_file}").strip()
+
+
+def test_limits_at_the_edges_docker_accepts_are_applied(md):
+    """The other side of each edge: 0.01 CPUs, 6 MB, ``--pids-limit`` 0 or -1 (unlimited
+    since API 1.41, stored as no limit at all), swap allowed up to --memory-swap,
+    and --cpu-shares as the scheduler takes it (1 is raised to its floor of 2)."""
+    assert _cgroup_file(md, ["--cpus", "0.01"], "cpu/cpu.cfs_quota_us", "cpu.max").split()[0] == "1000"
+    assert _cgroup_file(md, ["-m", "6m"], "memory/memory.limit_in_bytes", "memory.max") == str(6 << 20)
+    for unlimited in ("0", "-1"):
+        assert _cgroup_file(md, ["--pids-limit", unlimited], "pids/pids.max", "pids.max") == "max"
+        cid = md.out("create", "--pids-limit", unlimited, "busybox", "true").strip()
+        assert json.loads(md.out("inspect", cid))[0]["HostConfig"]["PidsLimit"] is None
+        md.out("rm", cid)
+    assert _cgroup_file(md, ["-c", "512"], "cpu/cpu.shares", "cpu.weight") in ("512", "20")
+    assert _cgroup_file(md, ["-c", "1"], "cpu/cpu.shares", "cpu.weight") in ("2", "1")
+    swap = _cgroup_file(md, ["-m", "32m", "--memory-swap", "64m"],
+                        "memory/memory.memsw.limit_in_bytes", "memory.swap.max")
+    assert swap in (str(64 << 20), str(32 << 20))   # v1 memsw = RAM + swap; v2 swap alone
+    unlimited = _cgroup_file(md, ["-m", "32m", "--memory-swap", "-1"],
+                             "memory/memory.memsw.limit_in_bytes", "memory.swap.max")
+    assert unlimited == "max" or int(unlimited) > 1 << 60
+    no_swap = _cgroup_file(md, ["-m", "32m"], "memory/memory.memsw.limit_in_bytes", "memory.swap.max")
+    assert no_swap in (str(32 << 20), "0")
 
 
 def test_detached_lifecycle(md):

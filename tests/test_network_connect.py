@@ -108,10 +108,16 @@ def test_connect_a_stopped_container_attaches_it_at_start(nets):
     cid = md.out("create", "--name", "later", "--network", "neta", "busybox", "sleep", "300").strip()
     try:
         md.out("network", "connect", "netb", "later")
+        # again, while stopped: accepted without a word, as dockerd does, and the first
+        # settings stay (no alias added); only a running container gets the conflict
+        r = md("network", "connect", "--alias", "notthis", "netb", "later")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+        endpoints = json.loads(md.out("inspect", "-f", "{{json .NetworkingConfig.Endpoints}}", "later"))
+        assert [(e["Network"], e.get("Aliases")) for e in endpoints] == [("neta", None), ("netb", None)]
+        md.out("start", "later")
         r = md("network", "connect", "netb", "later")
         assert (r.returncode, r.stderr) == (1, "Error response from daemon: endpoint with name later "
                                                "already exists in network netb\n")
-        md.out("start", "later")
         assert _addr(md, "later", "eth0").ip in net_a
         assert _addr(md, "later", "eth1").ip in net_b
         assert _wget(md, "later", "http://web/") == f"hello from {web[:12]}\n"

@@ -619,16 +619,93 @@ def test_seccomp_profile_compiles_to_bpf():
     from minidocker.runtime import seccomp
     profile = {"defaultAction": "SCMP_ACT_ALLOW",
                "syscalls": [{"names": ["unshare", "mount"], "action": "SCMP_ACT_ERRNO"},
-                            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
+                            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                            {"names": ["nosuchcall"], "action": "SCMP_ACT_KILL"}]}
     program = seccomp.compile_filter(profile, "x86_64")
     assert program[:2] == [(0x20, 0, 0, 4), (0x15, 1, 0, 0xC000003E)]   # check the arch
     assert (0x15, 0, 1, 272) in program and (0x15, 0, 1, 165) in program  # unshare, mount
     assert (0x06, 0, 0, 0x00050000 | 1) in program                       # ERRNO(EPERM)
     assert (0x06, 0, 0, 0x00050000 | 38) in program                      # ERRNO(ENOSYS)
-    assert program[-1] == (0x06, 0, 0, 0x7fff0000)                        # default: allow
-    with pytest.raises(ValueError, match="unknown to this runtime"):
-        seccomp.compile_filter({"syscalls": [{"names": ["nosuchcall"], "action": "SCMP_ACT_ERRNO"}]},
-                               "x86_64")
+    assert (0x06, 0, 0, 0x7fff0000) in program                           # default: allow
+    # a name no ABI has is skipped, as libseccomp (and so runc) skips it; x86 and x32
+    # get sections of their own, with their own numbers, only when the profile lists them
+    assert not any(insn[3] == 0x40000003 for insn in program)
+    listed = seccomp.compile_filter({**profile, "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
+                                                                  "SCMP_ARCH_X32"]}, "x86_64")
+    assert (0x15, 0, 1, 0x40000003) in listed                             # i386's AUDIT_ARCH
+    assert (0x15, 0, 1, 21) in listed and (0x15, 0, 1, 0x400000a5) in listed  # mount: i386, x32
+    arm = seccomp.compile_filter(profile, "aarch64")
+    assert arm[1] == (0x15, 1, 0, 0xC00000B7) and (0x15, 0, 1, 40) in arm  # mount is 40 there
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"syscalls": []}, "defaultAction: missing"),
+    ({"defaultAction": "SCMP_ACT_NOTIFY"}, "defaultAction: SCMP_ACT_NOTIFY needs a seccomp agent"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"]}]},
+     r"syscalls\[0\].action: missing"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                                                       "errnoRet": 70000}]},
+     r"syscalls\[0\].errnoRet: 70000 is not an errno"),
+    ({"defaultAction": "SCMP_ACT_ALLOW",
+      "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                    "args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]},
+     r"syscalls\[0\].args\[0\].value: -1 is not an unsigned 64-bit number"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_FAST"]},
+     r'flags\[0\]: unknown flag "SECCOMP_FILTER_FLAG_FAST"'),
+])
+def test_seccomp_section_errors_name_the_field(section, message):
+    from minidocker.runtime import seccomp
+    with pytest.raises(seccomp.ProfileError, match=message):
+        seccomp.compile_filter(section, "x86_64")
+
+
+#: arguments that straddle the 32-bit words: the comparisons are 64-bit, unsigned
+ARG_SAMPLES = [0, 1, 7, 8, 9, 0xFFFFFFFF, 1 << 32, (1 << 32) + 8, (5 << 32) + 3, (1 << 64) - 1]
+
+
+@pytest.mark.parametrize("op, value, two, holds", [
+    ("SCMP_CMP_EQ", (1 << 32) + 8, 0, lambda a: a == (1 << 32) + 8),
+    ("SCMP_CMP_NE", 8, 0, lambda a: a != 8),
+    ("SCMP_CMP_GT", (1 << 32), 0, lambda a: a > (1 << 32)),
+    ("SCMP_CMP_GE", 8, 0, lambda a: a >= 8),
+    ("SCMP_CMP_LT", (1 << 32) + 8, 0, lambda a: a < (1 << 32) + 8),
+    ("SCMP_CMP_LE", 8, 0, lambda a: a <= 8),
+    ("SCMP_CMP_MASKED_EQ", (1 << 32) | 0xF, (1 << 32) | 8,
+     lambda a: a & ((1 << 32) | 0xF) == (1 << 32) | 8),
+])
+def test_seccomp_argument_conditions_as_the_kernel_runs_them(op, value, two, holds):
+    """The filter runs in the kernel: getppid(2) ignores its arguments, but the filter
+    sees them, so a rule on argument 3 decides, per value, whether the call fails
+    (errno 42) or returns the parent's pid."""
+    import ctypes
+    from minidocker.runtime import seccomp
+    machine = os.uname().machine
+    if machine not in seccomp.NATIVE:
+        pytest.skip(f"no system call table for {machine}")
+    nr = seccomp.TABLES[seccomp.NATIVE[machine][0]]["getppid"]
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42,
+                             "args": [{"index": 3, "value": value, "valueTwo": two, "op": op}]}]}
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            seccomp.install(profile)
+            libc = ctypes.CDLL(None, use_errno=True)
+            results = []
+            for a in ARG_SAMPLES:
+                ret = libc.syscall(ctypes.c_long(nr), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                                   ctypes.c_ulong(0), ctypes.c_ulong(a))
+                results.append("denied" if ret == -1 and ctypes.get_errno() == 42 else "allowed")
+            os.write(write_end, " ".join(results).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        got = f.read().split()
+    os.waitpid(pid, 0)
+    assert got == ["denied" if holds(a) else "allowed" for a in ARG_SAMPLES]
 
 
 def test_exec_gets_the_seccomp_profile_it_is_given(busybox_rootfs, bundle):

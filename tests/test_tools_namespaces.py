@@ -209,6 +209,45 @@ def test_net_loopback_works_only_with_lo_up():
         assert "<LOOPBACK,UP,LOWER_UP>" in link.stdout
 
 
+def _a_host_device() -> str:
+    """A network device of the host that other tests do not add or remove (veths and
+    bridges come and go while the suite runs): the one of the default route, or else
+    the first one that is not lo."""
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == "00000000":
+                return fields[0]
+    return next(d for d in sorted(os.listdir("/sys/class/net")) if d != "lo")
+
+
+def test_net_sysfs_is_the_hosts_unless_mounted_fresh():
+    """/sys shows the devices of the network namespace it was mounted in: the host's
+    /sys still lists the host's devices inside (and the tool says so on stderr, once);
+    --mount-sysfs mounts one from inside, which agrees with ``ip link``; the host's
+    /sys is left as it was."""
+    need("ip")
+    device = _a_host_device()
+    sys_mounts = mounts.mountpoints().count("/sys")
+    stale = run_tool("unshare-net", "ls", "/sys/class/net")
+    assert stale.returncode == 0
+    assert {"lo", device} <= set(stale.stdout.split())
+    assert stale.stderr.splitlines() == [
+        "unshare-net: note: /sys is the host's (mounted in the host's network namespace): "
+        "/sys/class/net lists the host's devices, not this namespace's; --mount-sysfs "
+        "mounts a fresh sysfs"]
+    fresh = run_tool("unshare-net", "--mount-sysfs", "sh", "-c",
+                     "ls /sys/class/net; ip -o link | cut -d: -f2")
+    assert (fresh.returncode, fresh.stderr) == (0, "")
+    assert [w.strip() for w in fresh.stdout.split()] == ["lo", "lo"]
+    up = run_tool("unshare-net", "--mount-sysfs", "--lo-up", "cat", "/sys/class/net/lo/flags")
+    assert int(up.stdout, 16) & 0x1                      # IFF_UP, as ip link says
+    quiet = run_tool("unshare-net", "ip", "-o", "link")  # does not read /sys: no note
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert mounts.mountpoints().count("/sys") == sys_mounts
+    assert os.path.exists(f"/sys/class/net/{device}")   # the host's /sys as it was
+
+
 # ------------------------------------------------------------------ pid
 def test_pid_shell_is_pid_1_and_ps_sees_only_the_namespace():
     need("ps")

@@ -233,9 +233,13 @@ def prepare_volume(build, stage, inst: Instruction) -> Step:
 
 
 def prepare_user(build, stage, inst: Instruction) -> Step:
-    user = expand(stage, inst, " ".join(inst.args)).strip()
-    if not user:
+    """``USER name[:group]``. Docker counts the arguments *before* expansion: ``USER``
+    alone is an error, but ``USER $EMPTY`` (a word that expands to nothing) is one
+    argument, and sets the user to "" -- unset, so the next RUN and the container run
+    as root, whatever an earlier USER said."""
+    if not inst.args:
         raise inst.error("USER requires exactly one argument")
+    user = expand(stage, inst, " ".join(inst.args)).strip()
 
     def apply():
         cfg(stage)["User"] = user
@@ -389,7 +393,7 @@ def prepare_run(build, stage, inst: Instruction) -> Step:
 # --------------------------------------------------------------------------- COPY / ADD
 @dataclass
 class Source:
-    kind: str                 # "context", "image" or "heredoc"
+    kind: str                 # "context", "image", "heredoc" or "url" (ADD, downloaded)
     rel: str                  # context-relative or image-absolute path; heredoc name
     host: str | None = None   # host path of the bytes (context or extracted layer)
     st: os.stat_result | None = None
@@ -406,8 +410,7 @@ class CopyPlan:
 def _context_sources(build, inst, pattern: str, keyword: str) -> list[Source]:
     ctx = build.context
     if re.match(r"^[a-z]+://", pattern):
-        raise inst.error(f"{keyword} from a URL is not supported by minidocker "
-                         f"(builds have no network): {pattern}")
+        raise inst.error(f"{keyword} from a URL: only http:// and https:// are fetched: {pattern}")
     cleaned = clean_path(pattern)
     if cleaned == ".." or cleaned.startswith("../"):
         raise inst.error(f"forbidden path outside the build context: {pattern}")
@@ -431,6 +434,22 @@ def _context_sources(build, inst, pattern: str, keyword: str) -> list[Source]:
     if real != ctx.root and not real.startswith(ctx.root + "/"):
         raise inst.error(f"forbidden path outside the build context: {pattern}")
     return [Source("context", rel, host)]
+
+
+def _url_source(build, inst, url: str, keyword: str) -> Source:
+    """``ADD <URL>``: downloaded now, at every build, into the build's scratch space (see
+    :mod:`minidocker.build.remote`); the step's cache key is then made from the bytes."""
+    if keyword != "ADD":
+        raise inst.error(f"source can't be a URL for {keyword}")
+    import tempfile
+    from . import remote
+    directory = tempfile.mkdtemp(dir=build.tmp_dir, prefix="remote-")
+    build.scratch_dirs.append(directory)
+    try:
+        host = remote.fetch(url, directory)
+    except remote.FetchError as e:
+        raise inst.error(f"{keyword} failed: {e}") from None
+    return Source("url", os.path.basename(host), host)
 
 
 def _image_sources(view: ImageView, inst, pattern: str, keyword: str) -> list[Source]:
@@ -476,6 +495,8 @@ def plan_copy(build, stage, inst: Instruction, keyword: str) -> tuple[CopyPlan, 
         name = pattern[2:].lstrip("-").strip("'\"") if pattern.startswith("<<") else None
         if name is not None and name in heredocs:
             plan.sources.append(Source("heredoc", name, content=heredocs[name]))
+        elif source_view is None and pattern.startswith(("http://", "https://")):
+            plan.sources.append(_url_source(build, inst, pattern, keyword))
         elif source_view is not None:
             plan.sources.extend(_image_sources(source_view, inst, pattern, keyword))
         else:
@@ -524,7 +545,7 @@ def prepare_copy(build, stage, inst: Instruction, keyword: str = "COPY") -> Step
             for rel in build.context.files:
                 if rel.startswith(prefix):
                     digest.add(rel, os.path.join(build.context.root, rel))
-        elif src.kind == "context":
+        elif src.kind in ("context", "url"):
             digest.add(src.rel, src.host, src.st)
         elif stat.S_ISDIR(src.st.st_mode):
             _digest_image_tree(source_view, src.rel, digest)
@@ -573,7 +594,7 @@ def copy_one(build, staging, view: ImageView, source_view, plan: CopyPlan, src: 
     - a directory: its *contents* go into dest (created if needed);
     - a file: to ``dest/<name>`` if dest ends with ``/`` or is a directory in the image,
       else to dest itself;
-    - ADD of a local tar archive: unpacked into dest."""
+    - ADD of a local tar archive: unpacked into dest (one from a URL is not)."""
     dest = view.resolve(plan.dest)
     dest_is_dir = plan.dest_is_dir or (
         view.lstat(dest) is not None and stat.S_ISDIR(view.lstat(dest).st_mode))

@@ -59,18 +59,29 @@ def build_spec(c, extra_env: list[str] = (), extra_mounts: list[dict] = ()) -> d
     mounts = [_bind(os.path.join(c.dir, name), f"/etc/{name}")
               for name in ("hostname", "hosts", "resolv.conf")] + list(extra_mounts)
     nano_cpus = hostcfg.get("NanoCpus") or 0
+    caps = capabilities(hostcfg)
     spec = runtime_spec.default_spec(
         [st["Path"], *st["Args"]], env=env, cwd=cfg.get("WorkingDir") or "/",
         uid=uid, gid=gid, hostname=cfg["Hostname"], terminal=bool(cfg.get("Tty")),
         additional_gids=extra_gids, readonly_rootfs=bool(hostcfg.get("ReadonlyRootfs")),
         memory=hostcfg.get("Memory") or None, cpus=nano_cpus / 1e9 if nano_cpus else None,
         pids_limit=hostcfg.get("PidsLimit") or None, cgroups_path=c.cgroup,
-        capabilities=capabilities(hostcfg), no_new_privileges=no_new_privileges(hostcfg),
+        memory_swap=hostcfg.get("MemorySwap") or None, cpu_shares=kernel_shares(hostcfg.get("CpuShares")),
+        capabilities=caps, no_new_privileges=no_new_privileges(hostcfg),
         namespaces=namespaces_for(st), mounts=mounts, privileged=bool(hostcfg.get("Privileged")),
-        seccomp=seccomp_option(hostcfg))
+        seccomp=seccomp_option(hostcfg, caps))
     # Not fsync'd: it is written again from state.json at every start.
     paths.write_json(os.path.join(c.bundle, "config.json"), spec, durable=False)
     return spec
+
+
+def kernel_shares(shares) -> int | None:
+    """``--cpu-shares`` as the kernel takes it: Docker passes any value on, and the
+    scheduler clamps it to 2..262144 (``MIN_SHARES``/``MAX_SHARES``); it is clamped here
+    the same way, so that ``-c 1`` runs as under Docker. 0 (unset) means the default."""
+    if not shares:
+        return None
+    return min(max(int(shares), 2), 262144)
 
 
 def capabilities(hostcfg: dict) -> list[str]:
@@ -90,35 +101,54 @@ def capabilities(hostcfg: dict) -> list[str]:
 
 
 def security_options(opts) -> dict[str, str]:
-    """``--security-opt`` values as a dict, checked: ``no-new-privileges[=true|false]``
-    and ``seccomp=unconfined``. Anything else is an error: AppArmor and SELinux labels
-    (this engine has neither), and a seccomp profile file (the filter compiler knows
-    rules by system call name only, for the calls of the default profile)."""
+    """``--security-opt`` values as a dict, checked: ``no-new-privileges[=true|false]``,
+    ``seccomp=unconfined`` and ``seccomp={...}`` (a profile's JSON, as :func:`read_security_opts`
+    keeps it). Anything else is an error: AppArmor and SELinux labels (this engine has
+    neither). ``KEY:VALUE`` is the old spelling of ``KEY=VALUE``, as in Docker."""
     found = {}
     for opt in opts or ():
-        key, sep, value = opt.replace(":", "=", 1).partition("=")
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key == "no-new-privileges" and value in ("", "true", "false"):
             found[key] = value or "true"
-        elif key == "seccomp" and value == "unconfined":
+        elif key == "seccomp" and (value == "unconfined" or value.startswith("{")):
             found[key] = value
-        elif key == "seccomp" and value:
-            raise InvalidInput(f"--security-opt seccomp={value}: a custom seccomp profile is not "
-                               "supported (the default profile, or seccomp=unconfined)")
         else:
             raise InvalidInput(f'invalid --security-opt: "{opt}"')
     return found
+
+
+def read_security_opts(opts) -> list[str]:
+    """``--security-opt`` as given on the command line -> as kept in the record: a
+    ``seccomp=PATH`` becomes ``seccomp={...}``, the profile's checked JSON, as the
+    docker CLI sends it (see :mod:`.seccomp_profile`)."""
+    kept = []
+    for opt in opts or ():
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
+        if key == "seccomp" and value != "unconfined" and not value.startswith("{"):
+            from .seccomp_profile import read_profile
+            opt = f"seccomp={read_profile(value)}"
+        kept.append(opt)
+    security_options(kept)
+    return kept
 
 
 def no_new_privileges(hostcfg: dict) -> bool:
     return security_options(hostcfg.get("SecurityOpt")).get("no-new-privileges") == "true"
 
 
-def seccomp_option(hostcfg: dict) -> bool:
-    """Whether the container gets a system call filter, as in Docker: the default
-    profile (:func:`minidocker.runtime.seccomp.docker_like_profile`, made for the
-    container's final capabilities), unless ``--security-opt seccomp=unconfined`` or
-    ``--privileged``."""
-    return security_options(hostcfg.get("SecurityOpt")).get("seccomp") != "unconfined"
+def seccomp_option(hostcfg: dict, caps) -> bool | dict:
+    """The container's system call filter, as in Docker: the default profile
+    (:func:`minidocker.runtime.seccomp.docker_like_profile`, made for the container's
+    final capabilities ``caps``), or the ``--security-opt seccomp=`` profile made for
+    them (:func:`minidocker.engine.seccomp_profile.to_spec`), or none with
+    ``seccomp=unconfined`` (``--privileged`` also runs without one: see the spec)."""
+    chosen = security_options(hostcfg.get("SecurityOpt")).get("seccomp")
+    if chosen == "unconfined":
+        return False
+    if chosen:
+        from .seccomp_profile import to_spec
+        return to_spec(chosen, caps) or False
+    return True
 
 
 def _cap(name: str) -> str:

@@ -142,8 +142,10 @@ def host_config(opts: dict) -> dict:
         "ReadonlyRootfs": bool(opts.get("read_only")),
         "Tmpfs": dict(t.partition(":")[::2] for t in opts.get("tmpfs") or ()),
         "Memory": _memory_bytes(opts.get("memory")),
+        "MemorySwap": _swap_bytes(opts.get("memory_swap")),
         "NanoCpus": int(float(cpus) * 1e9) if cpus else 0,
-        "PidsLimit": opts.get("pids_limit") or None,
+        "CpuShares": int(opts.get("cpu_shares") or 0),
+        "PidsLimit": _pids_limit(opts.get("pids_limit")),
         "AutoRemove": bool(opts.get("rm")),
         "CapAdd": list(opts.get("cap_add") or ()),
         "CapDrop": list(opts.get("cap_drop") or ()),
@@ -178,11 +180,66 @@ def _memory_bytes(value) -> int:
     return parse_bytes(value)
 
 
+def _swap_bytes(value) -> int:
+    """``--memory-swap``: memory *plus* swap, in Docker's units; ``-1`` is unlimited swap."""
+    if value is None or value == "":
+        return 0
+    if str(value).strip() == "-1":
+        return -1
+    return _memory_bytes(value)
+
+
+def _pids_limit(value) -> int | None:
+    """``--pids-limit``: since API 1.41 (Docker 20.10) ``0`` and ``-1`` both mean
+    "unlimited", and any other negative number is taken the same way (it always was
+    accepted); the daemon then stores no limit at all (``"PidsLimit": null``)."""
+    if value is None or int(value) <= 0:
+        return None
+    return int(value)
+
+
+def check_resources(hostcfg: dict) -> None:
+    """Refuse the limits Docker's daemon refuses when it creates a container
+    (``verifyPlatformContainerResources``), with its messages, before any record exists.
+
+    The numbers come from the kernel or from Docker's own floor:
+
+    * memory: at least 6 MB (not a kernel rule: Docker's guess at what a container
+      needs to start at all);
+    * memory + swap (``--memory-swap``) cannot be below the memory limit, since the
+      kernel keeps ``memsw >= memory`` at all times; and it means nothing without one;
+    * ``--cpus`` becomes a CFS quota per 100 ms period, and the kernel refuses a quota
+      under 1 ms: 0.01 CPUs is the floor (Docker checks only for a negative value and
+      lets the runtime fail at start on the rest; the engine says it at once, in the
+      same words); the ceiling is every CPU of the machine;
+    * ``--cpu-shares`` cannot be negative (the cgroup file takes an unsigned number;
+      Docker finds out only when it starts the container, this engine at once).
+    """
+    memory, swap = hostcfg.get("Memory") or 0, hostcfg.get("MemorySwap") or 0
+    if memory and memory < MIN_MEMORY:
+        raise InvalidInput("Minimum memory limit allowed is 6MB")
+    if memory > 0 and swap > 0 and swap < memory:
+        raise InvalidInput("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if memory == 0 and swap > 0:
+        raise InvalidInput("You should always set the Memory limit when using Memoryswap limit, see usage")
+    nano_cpus, ncpu = hostcfg.get("NanoCpus") or 0, os.cpu_count() or 1
+    if nano_cpus < 0 or nano_cpus > ncpu * 10**9 or 0 < nano_cpus < MIN_NANO_CPUS:
+        raise InvalidInput(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+    if (hostcfg.get("CpuShares") or 0) < 0:
+        raise InvalidInput("shares: invalid argument")
+
+
+#: Docker's floor for ``-m`` (``linuxMinMemory``): 6 MiB.
+MIN_MEMORY = 6 * 1024 * 1024
+#: 0.01 CPUs: a 1 ms quota per 100 ms period, the smallest quota the kernel takes.
+MIN_NANO_CPUS = 10**7
+
+
 def _checked_security_opts(opts) -> list[str]:
-    """``--security-opt`` values, refused now if bad (before any record exists)."""
-    from .bundle import security_options
-    security_options(opts)
-    return list(opts or ())
+    """``--security-opt`` values, refused now if bad (before any record exists); a
+    seccomp profile file is read and checked now, and its JSON kept."""
+    from .bundle import read_security_opts
+    return read_security_opts(opts)
 
 
 def _parse_mount(spec: str) -> dict:
@@ -206,6 +263,7 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -
     """Make the record of a new container (nothing runs yet). Bad options fail first,
     before an image is pulled or any record exists."""
     hostcfg = host_config(opts)
+    check_resources(hostcfg)
     from . import volumes
     volumes.validate(hostcfg)
     if hostcfg["Runtime"] not in ("minidocker", "runc"):

@@ -81,6 +81,10 @@ def connect(ref: str, network_ref: str, aliases=(), ip: str | None = None) -> No
     name = rec["Name"]
     cfg = _endpoint_settings(rec, aliases, ip)
     if name in network.endpoints_config(c.state):
+        if not c.state["State"].get("Running"):
+            # dockerd ("avoid duplicate config"): a stopped container already on the
+            # network is left as it is, its first settings kept, and no error.
+            return
         raise Conflict(f"endpoint with name {c.name} already exists in network {name}")
     if not c.state["State"].get("Running"):
         _save_networks(c, lambda config, _settings: config.__setitem__(name, cfg))

@@ -495,26 +495,29 @@ class CgroupV1(Cgroup):
                     _rmdir_retrying(done, time.monotonic() + 1.0)
                 raise CgroupError(f"cannot create cgroup {directory}: {e.strerror}") from None
 
-    def set_memory(self, limit: int | None) -> None:
+    def set_memory(self, limit: int | None, swap: int | None = None) -> None:
         """Cap the group's memory (RAM + page cache) at ``limit`` bytes; None = no cap.
 
         ``memory.limit_in_bytes`` is the RAM limit. When the group reaches it, the
         kernel first reclaims its page cache, and when that is not enough, the OOM
         killer picks a process *of this group* and SIGKILLs it (exit status 137).
         ``memory.memsw.limit_in_bytes`` (RAM + swap, present when swap accounting is on)
-        is set to the same value so that the group cannot dodge the limit by swapping.
+        is ``swap`` when given (Docker's ``--memory-swap``: RAM plus swap, -1 for no
+        cap on swap), otherwise the same value as the RAM limit, so that the group
+        cannot dodge the limit by swapping.
         The kernel requires memsw >= the RAM limit at every moment, so when raising the
         limit memsw goes first, and when lowering it goes second.
         """
         value = -1 if limit is None else int(limit)
+        total = value if swap is None or limit is None else int(swap)
         ram, memsw = self._file("memory", "memory.limit_in_bytes"), self._file("memory", "memory.memsw.limit_in_bytes")
         if ram is None:
             raise CgroupError("cannot set memory limit: the memory controller is not mounted")
         what = f"set memory limit to {format_bytes(limit)}"
         if memsw and os.path.exists(memsw):
             current = _read_int(memsw)
-            raising = value == -1 or (current is not None and value > current)
-            order = [(memsw, value), (ram, value)] if raising else [(ram, value), (memsw, value)]
+            raising = total == -1 or (current is not None and total > current)
+            order = [(memsw, total), (ram, value)] if raising else [(ram, value), (memsw, total)]
         else:
             order = [(ram, value)]
         for path, v in order:
@@ -664,18 +667,24 @@ class CgroupV2(Cgroup):
         # The kernel rule: a child's cgroup.controllers is its parent's subtree_control.
         return enabled
 
-    def set_memory(self, limit: int | None) -> None:
+    def set_memory(self, limit: int | None, swap: int | None = None) -> None:
         """Cap the group's memory at ``limit`` bytes (``memory.max``); None = ``max``.
 
         At the limit the kernel reclaims, then OOM-kills a process of the group
         (counted as ``oom_kill`` in ``memory.events``). ``memory.swap.max`` is set to 0
-        where it exists, so that the group cannot swap its way past the limit.
+        where it exists, so that the group cannot swap its way past the limit, unless
+        ``swap`` (RAM plus swap, as v1's memsw and Docker's ``--memory-swap``) allows
+        some: v2 counts swap on its own, so the file gets ``swap - limit`` (-1: ``max``).
         """
         what = f"set memory limit to {format_bytes(limit)}"
         _write(os.path.join(self.dir, "memory.max"), "max" if limit is None else int(limit), what)
-        swap = os.path.join(self.dir, "memory.swap.max")
-        if os.path.exists(swap):
-            _write(swap, "max" if limit is None else 0, what)
+        swap_file = os.path.join(self.dir, "memory.swap.max")
+        if os.path.exists(swap_file):
+            if limit is None or swap == -1:
+                allowed = "max"
+            else:
+                allowed = 0 if swap is None else max(int(swap) - int(limit), 0)
+            _write(swap_file, allowed, what)
 
     def set_cpus(self, cpus: float) -> None:
         """Let the group use ``cpus`` CPUs' worth of time: ``cpu.max`` = ``"QUOTA PERIOD"``

@@ -42,6 +42,18 @@ def mount_proc(target: str = "/proc") -> None:
     syscalls.mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
+def mount_sysfs(target: str = "/sys") -> None:
+    """Mount a fresh sysfs at ``target``.
+
+    sysfs shows the network devices of the network namespace of the process that
+    *mounts* it, fixed at mount time (``/sys/class/net``), just as procfs shows the PID
+    namespace of its mounter. So after ``unshare(CLONE_NEWNET)`` the /sys mounted at
+    boot still lists the host's devices; only a sysfs mounted from inside the new
+    namespace (in a mount namespace of its own, so the host's /sys is left alone)
+    agrees with ``ip link``. ``ip netns exec`` and every container runtime do this."""
+    syscalls.mount("sysfs", target, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
 def mount_tmpfs(target: str, options: str = "mode=755", flags: int = MS_NOSUID) -> None:
     """Mount a RAM-backed tmpfs at ``target`` (used for /dev, /dev/shm, --tmpfs)."""
     syscalls.mount("tmpfs", target, "tmpfs", flags, options)

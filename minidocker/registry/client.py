@@ -34,6 +34,7 @@ import json
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -91,14 +92,25 @@ def _out(out):
 class _Body:
     """A response body as a file object: raw bytes (no transparent gunzip: a layer's
     digest is over its compressed bytes), connection errors turned into one clear
-    error, a shared ``cancel`` event checked between reads, progress reported."""
+    error, a shared ``cancel`` event checked between reads, progress reported.
+
+    With ``reopen`` (offset -> a new response), a connection lost in the middle is
+    *resumed*, a few times (:data:`~minidocker.registry.transport.RETRY_DELAYS`): the
+    blob is asked for again from the first byte not yet read, with ``Range:
+    bytes=N-``. A registry that can (``206 Partial Content``, the spec's blob GET
+    allows it) sends only the rest; one that cannot (``200``) sends it all again and
+    the bytes already had are skipped. Whatever the path, the reader of this stream
+    hashes all of it: the digest of the whole blob is still checked."""
 
     def __init__(self, response, what: str, cancel: threading.Event | None = None,
-                 on_progress=None):
+                 on_progress=None, reopen=None, on_retry=None):
         self.response = response
         self.what = what
         self.cancel = cancel
         self.on_progress = on_progress
+        self.reopen = reopen
+        self.on_retry = on_retry
+        self.resumes = 0
         self.count = 0
         self.done = False
 
@@ -111,14 +123,59 @@ class _Body:
             data = self.response.raw.read(n if n and n > 0 else READ_CHUNK, decode_content=False)
         except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException,
                 ConnectionError, TimeoutError) as e:
-            raise MinidockerError(f"{self.what}: connection lost while downloading "
-                                  f"after {self.count} bytes ({type(e).__name__})") from None
+            lost = MinidockerError(f"{self.what}: connection lost while downloading "
+                                   f"after {self.count} bytes ({type(e).__name__})")
+            self._resume(lost)
+            return self.read(n)
         if data or not self.done:
             self.count += len(data)
             if self.on_progress:
                 self.on_progress(self.count, done=not data)
         self.done = not data
         return data
+
+    def _resume(self, lost: MinidockerError) -> None:
+        """Ask for the rest of the blob (see the class docstring), or give up with
+        ``lost`` when there is no way or no try left."""
+        from . import transport
+        if self.reopen is None or self.resumes >= len(transport.RETRY_DELAYS):
+            raise lost from None
+        delay = transport.RETRY_DELAYS[self.resumes]
+        self.resumes += 1
+        if self.on_retry:
+            self.on_retry(delay)
+        time.sleep(delay)
+        self.response.close()
+        response = self.reopen(self.count)
+        if response.status_code == 206:
+            first = response.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+            if first != str(self.count):
+                response.close()
+                raise MinidockerError(f"{self.what}: asked to resume at byte {self.count}, the "
+                                      f"registry sent {response.headers.get('Content-Range')!r}")
+            self.response = response
+            return
+        self.response = response           # 200: all of it again; skip what we have
+        skip = self.count
+        while skip:
+            try:
+                chunk = response.raw.read(min(skip, READ_CHUNK), decode_content=False)
+            except Exception as e:        # lost again while skipping: try once more
+                self._resume(MinidockerError(f"{self.what}: connection lost while downloading "
+                                             f"after {self.count} bytes ({type(e).__name__})"))
+                return
+            if not chunk:
+                raise MinidockerError(f"{self.what}: the registry sent the blob again, "
+                                      f"shorter than the {self.count} bytes already read")
+            skip -= len(chunk)
+
+
+def _reopener(registry: Registry, url: str):
+    """For :class:`_Body`: the blob at ``url`` again, from byte ``offset``."""
+    def reopen(offset: int):
+        return registry.request("GET", url, expect=(200, 206), stream=True,
+                                headers={"Range": f"bytes={offset}-"})
+    return reopen
 
 
 class _CheckedStream:
@@ -163,12 +220,14 @@ def _check_descriptor(desc: dict, what: str) -> None:
 
 
 def _fetch_small_blob(registry: Registry, repo: str, desc: dict, limit: int, what: str) -> bytes:
-    r = registry.request("GET", f"/v2/{repo}/blobs/{desc['digest']}", stream=True)
+    url = f"/v2/{repo}/blobs/{desc['digest']}"
+    r = registry.request("GET", url, stream=True)
+    body = None
     try:
         if desc["size"] > limit:
             raise InvalidInput(f"{what} {desc['digest']} is too large ({desc['size']} bytes)")
-        reader = _CheckedStream(_Body(r, f"{what} {desc['digest']}"), desc["digest"],
-                                desc["size"], what)
+        body = _Body(r, f"{what} {desc['digest']}", reopen=_reopener(registry, url))
+        reader = _CheckedStream(body, desc["digest"], desc["size"], what)
         parts = []
         while True:
             chunk = reader.read(READ_CHUNK)
@@ -178,6 +237,8 @@ def _fetch_small_blob(registry: Registry, repo: str, desc: dict, limit: int, wha
         return b"".join(parts)
     finally:
         r.close()
+        if body is not None:
+            body.response.close()
 
 
 # =========================================================================== sources
@@ -426,7 +487,9 @@ def _fetch_one_layer(store, registry, repo, desc, diff_id, progress, cancel) -> 
     layer_id = short_id(desc["digest"])
     existed_blob = store.has_blob(desc["digest"])
     existed_layer = store.has_layer(diff_id)
-    r = registry.request("GET", f"/v2/{repo}/blobs/{desc['digest']}", stream=True)
+    url = f"/v2/{repo}/blobs/{desc['digest']}"
+    r = registry.request("GET", url, stream=True)
+    body = _Body(r, f"layer {desc['digest']}")
     try:
         def on_progress(count, done):
             if not done:
@@ -434,7 +497,12 @@ def _fetch_one_layer(store, registry, repo, desc, diff_id, progress, cancel) -> 
             elif count == desc["size"]:   # all in; the store now checks and extracts it
                 progress.update(layer_id, "Download complete")
 
-        body = _Body(r, f"layer {desc['digest']}", cancel, on_progress)
+        def on_retry(delay):              # Docker's words, rounded up to a whole second
+            seconds = max(1, -int(-delay // 1))
+            progress.update(layer_id, f"Retrying in {seconds} second{'s' if seconds > 1 else ''}")
+
+        body = _Body(r, f"layer {desc['digest']}", cancel, on_progress,
+                     reopen=_reopener(registry, url), on_retry=on_retry)
         stream = _CheckedStream(body, desc["digest"], desc["size"], "layer", hash_it=False)
         try:
             added = store.add_layer(stream, media_type=desc["mediaType"], expected=desc["digest"])
@@ -448,6 +516,7 @@ def _fetch_one_layer(store, registry, repo, desc, diff_id, progress, cancel) -> 
                                else str(e)) from None
     finally:
         r.close()
+        body.response.close()             # a resumed download's last response
     record = _layer_record(desc, added["diff_id"], True, existed_blob, existed_layer)
     if added["diff_id"] != diff_id:
         _forget_new_layers(store, [record])

@@ -15,11 +15,19 @@ Every conversation starts with ``GET /v2/``. A registry that wants credentials a
 A token is valid for the scopes it was asked for, so a push (which needs ``pull,push``
 on the target, and ``pull`` on the source of a cross-repository mount) asks for all of
 them at once.
+
+Networks and registries have bad moments: a connection reset, a proxy's ``502``, a
+registry's ``503`` while it restarts. A request that may be sent again without harm
+(GET, HEAD, PUT, DELETE, and a POST with no body: opening an upload, a mount) is sent
+again after such a failure, a few times, waiting longer each time
+(:data:`RETRY_DELAYS`); a ``PATCH`` (a chunk appended to an upload) is not, since
+the registry may have taken part of it. A 4xx is the registry's answer, never retried.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import urljoin
 
 from ..errors import MinidockerError, NotFound
@@ -27,9 +35,36 @@ from . import auth
 
 TIMEOUT = (10, 120)          # connect, and between two reads
 
+#: Seconds to wait before the 2nd, 3rd and 4th try of a request that failed for a
+#: reason that may pass; then the failure is reported. (Docker waits 5, 10, 15... s
+#: between its five tries of a layer; a few shorter waits fit an interactive tool.)
+RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+#: Statuses that say "not now" rather than "no": the server or a proxy in front of it.
+RETRIABLE_STATUS = {500, 502, 503, 504}
+
+
+def retriable(method: str, kw: dict) -> bool:
+    """May this request be sent twice? Idempotent methods, a POST without a body, and
+    only with a body we can send again from its start (bytes, or a file we can seek)."""
+    body = kw.get("data")
+    if body is not None and not isinstance(body, (bytes, str)) and not hasattr(body, "seek"):
+        return False
+    return method in ("GET", "HEAD", "PUT", "DELETE") or (method == "POST" and not body)
+
 
 class RegistryUnauthorized(MinidockerError):
     pass
+
+
+class ConnectionFailed(MinidockerError):
+    """No answer came. ``transient``: the connection was reset or dropped, or timed out
+    (worth another try); not for a refused connection or an unknown host, which say
+    the address is wrong more often than that the registry is restarting."""
+
+    def __init__(self, message: str, transient: bool):
+        super().__init__(message)
+        self.transient = transient
 
 
 def error_message(response) -> str:
@@ -74,6 +109,24 @@ class Registry:
 
     # ---- raw requests
     def _send(self, method, url, **kw):
+        """One request, tried again after a connection failure or a 5xx when that is
+        safe (:func:`retriable`), after each of :data:`RETRY_DELAYS`."""
+        tries = len(RETRY_DELAYS) + 1 if retriable(method, kw) else 1
+        for attempt in range(tries):
+            last = attempt == tries - 1
+            try:
+                r = self._send_once(method, url, dict(kw))
+            except ConnectionFailed as e:
+                if last or not e.transient:
+                    raise
+            else:
+                if r.status_code not in RETRIABLE_STATUS or last:
+                    return r
+                r.close()
+            time.sleep(RETRY_DELAYS[attempt])
+            _rewind(kw.get("data"))
+
+    def _send_once(self, method, url, kw):
         import requests
         headers = dict(kw.pop("headers", None) or {})
         if self.authorization:
@@ -89,12 +142,13 @@ class Registry:
         except requests.exceptions.ConnectionError as e:
             reason = _reason(e)
             if reason in ("RemoteDisconnected", "Connection reset"):
-                raise MinidockerError(f"{method} {self.url(url)}: the registry closed the "
-                                      f"connection without answering ({reason})") from None
-            raise MinidockerError(f"{method} {self.url(url)}: cannot reach the registry: "
-                                  f"{reason}") from None
+                raise ConnectionFailed(f"{method} {self.url(url)}: the registry closed the "
+                                       f"connection without answering ({reason})", True) from None
+            raise ConnectionFailed(f"{method} {self.url(url)}: cannot reach the registry: "
+                                   f"{reason}", reason not in PERMANENT) from None
         except requests.exceptions.Timeout:
-            raise MinidockerError(f"{method} {self.url(url)}: the registry did not answer in time") from None
+            raise ConnectionFailed(f"{method} {self.url(url)}: the registry did not answer "
+                                   "in time", True) from None
 
     # ---- authentication
     def login(self, scopes: list[str] = ()) -> None:
@@ -189,6 +243,10 @@ class Registry:
             cls = NotFound if r.status_code == 404 else MinidockerError
             raise cls(f"{method} {self.url(url).split('?')[0]}: {message}")
         return r
+
+
+#: Reasons a connection failed that another try will not change.
+PERMANENT = ("Connection refused", "Name or service not known")
 
 
 def _rewind(body):

@@ -45,7 +45,9 @@ def apply_resources(cg, resources: dict) -> None:
     """Write the memory, cpu, pids and device limits into the cgroup."""
     memory = (resources.get("memory") or {}).get("limit")
     if memory:
-        cg.set_memory(int(memory))
+        # OCI's memory.swap is RAM plus swap, as --memory-swap (absent: no swap at all).
+        swap = (resources.get("memory") or {}).get("swap")
+        cg.set_memory(int(memory), swap=int(swap) if swap else None)
     cpu = resources.get("cpu") or {}
     if cpu.get("quota") and cpu.get("quota") > 0:
         cg.set_cpus(cpu["quota"] / (cpu.get("period") or 100_000))

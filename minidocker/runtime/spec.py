@@ -115,6 +115,7 @@ CPU_PERIOD_US = 100_000  # Docker's --cpus: quota = cpus * period, with a 100 ms
 def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=False, *,
                  additional_gids=(), rootfs="rootfs", readonly_rootfs=False,
                  memory=None, cpus=None, pids_limit=None, cgroups_path=None,
+                 memory_swap=None, cpu_shares=None,
                  capabilities=None, no_new_privileges=False, namespaces=None,
                  mounts=(), privileged=False, oom_score_adj=None, rlimits=None,
                  seccomp=False) -> dict:
@@ -122,7 +123,9 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
 
     ``args`` is the command (entrypoint + cmd already merged); ``env`` a list of
     ``KEY=VALUE`` (``PATH`` is added when missing, as Docker does); ``memory`` in bytes,
-    ``cpus`` a float (``--cpus 0.5``), ``pids_limit`` an int. ``capabilities`` replaces
+    ``cpus`` a float (``--cpus 0.5``), ``pids_limit`` an int; ``memory_swap`` is memory
+    *plus* swap in bytes (-1: unlimited swap; None: no swap past ``memory``) and
+    ``cpu_shares`` the relative weight (``--cpu-shares``). ``capabilities`` replaces
     Docker's 14 defaults (``--cap-add``/``--cap-drop`` are computed by the caller).
     ``namespaces`` is a list of OCI entries (``{"type": "network", "path": ...}``) to
     replace the default new mount/network/uts/pid/ipc/cgroup namespaces: leave
@@ -130,7 +133,8 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
     ``mounts`` are appended to Docker's default mounts (bind mounts of
     /etc/hostname, /etc/hosts, /etc/resolv.conf, volumes). ``seccomp=True`` adds a
     system call filter refusing what Docker's default profile refuses to an
-    unprivileged container (:func:`minidocker.runtime.seccomp.docker_like_profile`).
+    unprivileged container (:func:`minidocker.runtime.seccomp.docker_like_profile`);
+    a dict is a ``linux.seccomp`` section to use as it is.
     """
     if not args:
         raise InvalidInput("no command specified")
@@ -163,9 +167,13 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
                  else [dict(rule) for rule in DEFAULT_DEVICE_RULES]}
     if memory:
         resources["memory"] = {"limit": int(memory)}
+        if memory_swap:
+            resources["memory"]["swap"] = int(memory_swap)
     if cpus:
         resources["cpu"] = {"quota": int(round(float(cpus) * CPU_PERIOD_US)),
                             "period": CPU_PERIOD_US}
+    if cpu_shares:
+        resources.setdefault("cpu", {})["shares"] = int(cpu_shares)
     if pids_limit:
         resources["pids"] = {"limit": int(pids_limit)}
     linux = {
@@ -175,7 +183,9 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
     }
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
-    if seccomp and not privileged:
+    if isinstance(seccomp, dict) and not privileged:
+        linux["seccomp"] = seccomp           # a profile already made for these capabilities
+    elif seccomp and not privileged:
         from .seccomp import docker_like_profile
         linux["seccomp"] = docker_like_profile(caps)
     if not privileged:
