@@ -187,11 +187,9 @@ class AttachSession:
                     return None
                 if self.claimed:
                     continue            # the start handler has us: wait for its go()
-                # A client that went away before the start is noticed by its EOF; not
-                # with stdin, whose EOF may just be the end of its input (`docker run
-                # -i ... </dev/null` half-closes at once).
-                if not self.stdin and _peer_closed(writer.sock):
-                    return None
+                # The client's end-of-file says nothing here: the docker CLI half-closes
+                # its side at once when it has no input to send (CloseWrite). A client
+                # that is really gone is noticed at the first write.
                 if not os.path.isdir(self.c.dir):
                     return None
                 try:
@@ -240,13 +238,3 @@ class AttachSession:
                     return
         except OSError:
             return
-
-
-def _peer_closed(sock) -> bool:
-    try:
-        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-    return data == b""

@@ -17,6 +17,8 @@ reports its exit code, then exits. The caller gets a :class:`ShimmedProcess` wit
 from __future__ import annotations
 
 import os
+import platform  # noqa: F401  (the runtime's setup imports it lazily; after setns into
+                 # the container's mount namespace the host's stdlib is out of reach)
 import socket
 
 from ..errors import Conflict
@@ -108,7 +110,7 @@ def spawn(c: Container, args: list[str], stdio: tuple[int, int, int], tty: bool 
             except BaseException as e:
                 send_message(child, {"error": str(e)})
                 os._exit(1)
-            for fd in stdio:
+            for fd in set(stdio):
                 os.close(fd)            # ours are copies: the process holds its own
             master = [handle.master_fd] if handle.master_fd is not None else []
             send_message(child, {"pid": handle.pid, "exec_error": handle.exec_error}, master)
@@ -117,10 +119,14 @@ def spawn(c: Container, args: list[str], stdio: tuple[int, int, int], tty: bool 
                 handle.master_fd = None
             code = handle.wait(forward_signals=False)
             send_message(child, {"exit": code})
-        except BaseException:
+        except BaseException as e:   # noqa: BLE001 - reported to the service
             code = 1
+            try:
+                send_message(child, {"error": f"exec shim: {type(e).__name__}: {e}"})
+            except OSError:
+                pass
         finally:
-            os._exit(0 if code is not None else 1)
+            os._exit(code)
     child.close()
     message, fds = receive_message(parent)
     if not message or "error" in message:
