@@ -220,7 +220,8 @@ def format_time(time_nano: int) -> str:
 
 
 def format_line(event: dict) -> str:
-    """One event as ``docker events`` prints it without ``--format``::
+    """One event as ``docker events`` prints it without ``--format``: the time, the
+    type, the action, the actor and its attributes sorted by name::
 
         2024-05-01T10:00:00.123456789Z container die 3f4e... (exitCode=0, image=busybox, name=web)
     """

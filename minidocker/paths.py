@@ -20,6 +20,7 @@ Layout (each part is owned by one package; a directory is made when first needed
     $ROOT/runc/                       runc's own state, for run --runtime runc (engine)
     $ROOT/locks/<name>                files that paths.locked takes a flock on
     $ROOT/tmp/                        scratch space on the same filesystem, for atomic renames
+    $ROOT/events.jsonl                what happened, one event a line (events); .1: the older part
 
 Outside the root, in ``/run/minidocker`` (a tmpfs, so they go with a reboot, like the
 containers they describe), are the host-wide claims that several data roots share::

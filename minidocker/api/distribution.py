@@ -3,7 +3,7 @@ tar), ``POST /images/{name}/push``, ``POST /auth``.
 
 The work is the registry client's (:mod:`minidocker.registry.client`), the same
 functions ``minidocker pull``/``push`` call; here its progress becomes Docker's JSON
-message stream (:mod:`.progress`), which the docker CLI draws as it draws dockerd's.
+message stream (:mod:`minidocker.api.progress`), which the docker CLI draws as it draws dockerd's.
 
 Credentials come with each request, not from a file: the client sends
 ``X-Registry-Auth``, base64url of ``{"username", "password", "serveraddress"}`` (what

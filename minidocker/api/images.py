@@ -9,8 +9,8 @@ for ``tag``/``rmi``/``prune``: :mod:`minidocker.image.tags` through
 ``ImageDeleteResponseItem``, ``ImagesPruneReport``). Times are Unix seconds in lists
 and history, RFC 3339 in inspect, as Docker sends them.
 
-Pull, push and import (``POST /images/create``) are in :mod:`.distribution`; build in
-:mod:`.build`.
+Pull, push and import (``POST /images/create``) are in
+:mod:`minidocker.api.distribution`; build in :mod:`minidocker.api.build`.
 """
 
 from __future__ import annotations
