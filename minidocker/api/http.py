@@ -68,7 +68,9 @@ class Body:
         self._left = length if not chunked else 0   # bytes left in this chunk / body
         self._chunked = chunked
         self._done = (not chunked) and not length
+        self.announced = None if chunked else length
         self.consumed = 0
+        self.failed = False         # a framing error: the connection cannot be reused
 
     # -- framing
     def _next_chunk(self) -> None:
@@ -97,6 +99,13 @@ class Body:
             raise ApiError(400, "malformed chunked request body")
 
     def read(self, n: int = -1) -> bytes:
+        try:
+            return self._read(n)
+        except ApiError:
+            self.failed = True
+            raise
+
+    def _read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             parts = []
             while True:
@@ -153,6 +162,8 @@ class Body:
     def drain(self, limit: int = 1 << 20) -> bool:
         """Read and drop what the handler left unread, so that the connection can serve
         the next request; False (close the connection) if that is more than ``limit``."""
+        if self.failed or (not self._chunked and self._left > limit):
+            return False
         total = 0
         while not self._done:
             part = self.read(65536)
@@ -241,6 +252,8 @@ class Request:
     # -- body
     def json(self, default=None):
         """The body parsed as JSON; ``default`` when there is none. Malformed -> 400."""
+        if self.body.announced is not None and self.body.announced > MAX_JSON_BODY:
+            raise ApiError(413, f"request body too large (more than {MAX_JSON_BODY} bytes)")
         data = self.body.read_all(MAX_JSON_BODY)
         if not data.strip():
             return default

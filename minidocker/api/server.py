@@ -38,6 +38,7 @@ DEFAULT_HOST = "unix:///run/minidocker.sock"
 MAX_CONNECTIONS = 512
 IDLE_TIMEOUT = 120.0          # seconds a keep-alive connection may sit idle
 HEADER_TIMEOUT = 30.0         # seconds to send the rest of a request's head
+IO_TIMEOUT = 60.0             # seconds a client may stall in the middle of a body
 MAX_HEADER_BYTES = 1 << 20    # as Go's http.Server (DefaultMaxHeaderBytes)
 MAX_HEADER_LINE = 64 * 1024
 
@@ -336,7 +337,9 @@ class Server:
         """Answer one request; True if the connection may carry another."""
         started = time.monotonic()
         keep = req.version == "HTTP/1.1" and "close" not in req.header("Connection", "").lower()
-        conn.settimeout(None)   # the handler's time is its own (waits, streams, attach)
+        # A client that stops sending its body, or stops reading our answer, for this
+        # long is dropped; a handler that waits (wait, logs -f) touches no socket.
+        conn.settimeout(IO_TIMEOUT)
         response = dispatch(req)
         status = getattr(response, "status", 101)
         if isinstance(response, Hijack):
@@ -348,7 +351,7 @@ class Server:
             return self._stream(conn, req, response, keep) and self._finish_body(req)
         if not req.body.done:
             # Unread body: drain a little, else close (the next "request" would be data).
-            keep = keep and req.body.drain()
+            keep = keep and self._finish_body(req)
         self._send(conn, req, response, keep)
         self.log(f"{req.method} {req.target} -> {status} "
                  f"({(time.monotonic() - started) * 1000:.0f} ms)")
@@ -401,6 +404,7 @@ class Server:
             response.close()
 
     def _hijack(self, conn, rfile, req: Request, response: Hijack) -> None:
+        conn.settimeout(None)     # an interactive session may sit idle for hours
         upgrade = "upgrade" in req.header("Connection", "").lower()
         headers = _common_headers() + list(response.headers.items())
         if upgrade:
