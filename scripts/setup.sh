@@ -16,6 +16,9 @@ APT_PACKAGES=(
   busybox-static iproute2 iptables procps util-linux debootstrap zstd tar curl
   podman runc skopeo umoci buildah docker-registry oci-image-tool uidmap
   vagrant
+  # the Engine API's unchanged clients: the docker CLI 20.10 (/usr/bin/docker),
+  # docker-compose 1.29 and docker-py 5 (on /usr/bin/python3)
+  docker.io docker-compose python3-docker
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -29,6 +32,15 @@ fi
 # Debian's docker-registry package starts a service on all interfaces: we start our own.
 if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+# docker.io brings dockerd and containerd: only its CLI is wanted, never its daemon
+# (the tests' clients talk to minidocker's service).
+if command -v systemctl >/dev/null; then
+  for unit in docker.socket docker containerd; do
+    if systemctl is-enabled -q "$unit" 2>/dev/null || systemctl is-active -q "$unit" 2>/dev/null; then
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 PY=${PYTHON:-python3}
