@@ -241,5 +241,23 @@ def test_raw_requests(api):
     assert status == 400 and "not a valid tar" in json.loads(body)["message"]
     status, _, body = api.request("POST", "/images/create?fromImage=Bad_Name")
     assert status == 400
+    status, _, body = api.request("POST", "/images/create?fromImage=busybox")   # pull -a
+    assert status == 400 and "one tag at a time" in json.loads(body)["message"]
     status, _, body = api.request("GET", "/images/nothere/get")
     assert status == 404 and json.loads(body)["message"] == "No such image: nothere:latest"
+
+
+def test_import_from_a_tar(api, tmp_path, busybox_rootfs):
+    """``docker import`` sends the tar as the body of ``POST /images/create?fromSrc=-``."""
+    archive = tmp_path / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(busybox_rootfs, arcname=".")
+    out = api.out("import", "-m", "from a tar", "-c", 'CMD ["echo", "imported"]', archive,
+                  "lab/imported:1")
+    image_id = out.strip()
+    assert image_id.startswith("sha256:") and _ids(api, "lab/imported:1") == [image_id]
+    assert api.out("history", "--format", "{{.Comment}}", "lab/imported:1").strip() == "from a tar"
+    assert api.minidocker("run", "--rm", "lab/imported:1").stdout == "imported\n"
+    r = api.docker("import", "-", "lab/imported:2", input=b"not a tar")
+    assert r.returncode == 1 and b"invalid archive" in r.stderr
+    api.out("rmi", "lab/imported:1")

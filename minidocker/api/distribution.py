@@ -62,8 +62,13 @@ def create_image(req):
 def _pull(req, name: str):
     from ..image import reference
     from ..registry import client
-    ref = _join(name, req.query_str("tag") or "latest")
-    reference.parse(ref)                      # a bad name: 400 before anything starts
+    tag = req.query_str("tag")
+    parsed = reference.parse(name, default_tag=False)   # a bad name: 400 before anything starts
+    if not tag and not (parsed.tag or parsed.digest):
+        # dockerd pulls every tag of the repository then (docker pull -a)
+        raise InvalidInput("minidocker pulls one tag at a time (no docker pull --all-tags): "
+                           "name a tag")
+    ref = _join(name, tag)
     platform = req.query_str("platform") or None
     credentials = _credentials(req)
     store = _store()
