@@ -18,7 +18,8 @@ library's server does not help with:
 So this module has: :class:`Request` (the parsed request line, headers, query and a
 bounded body reader), the response kinds a handler returns (:func:`json_response`,
 :func:`no_content`, :class:`JsonStream`, :class:`RawStream`, :class:`Hijack`), and
-:class:`ApiError`. Reading and writing them on a socket is :mod:`.server`'s job.
+:class:`ApiError`. Reading and writing them on a socket is the job of
+:mod:`minidocker.api.server`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Whoever holds a container's stdin and output owns the container's terminal. In Docker
 that is the daemon (through containerd-shim's FIFOs); in podman it is ``conmon``, which
 listens on an *attach socket*. minidocker does as conmon: the monitor of a detached
-container (:mod:`.monitor`) listens on ``attach.sock`` in the container's directory, and
+container (:mod:`minidocker.engine.monitor`) listens on ``attach.sock`` in the container's directory, and
 ``minidocker attach``, the API's ``POST /containers/{id}/attach`` and ``docker run``
 through the API connect to it.
 
