@@ -66,7 +66,7 @@ class Body:
 
     def __init__(self, rfile, length: int | None, chunked: bool):
         self._rfile = rfile
-        self._left = length if not chunked else 0   # bytes left in this chunk / body
+        self._left = (length or 0) if not chunked else 0   # bytes left in this chunk / body
         self._chunked = chunked
         self._done = (not chunked) and not length
         self.announced = None if chunked else length
@@ -277,17 +277,29 @@ class Request:
         return data if isinstance(data, dict) else {}
 
     def client_gone(self) -> bool:
-        """True if the client has closed its side (for handlers that wait long: a
-        readable socket with nothing to read is a closed one)."""
+        """True once the client has closed the connection (for handlers that wait long).
+
+        ``poll`` with no timeout: ``POLLRDHUP``/``POLLHUP`` mean the peer closed; readable
+        data is peeked at, and an empty peek is a close too. (``recv`` with
+        ``MSG_DONTWAIT`` is not enough: on a socket with a timeout Python waits for
+        readability first.)"""
         if self.sock is None:
             return False
+        import select
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN | select.POLLRDHUP)
+        events = poller.poll(0)
+        if not events:
+            return False
+        flags = events[0][1]
+        if flags & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            return True
         try:
-            data = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
             return False
         except OSError:
             return True
-        return data == b""
 
 
 # --------------------------------------------------------------------------- responses
