@@ -315,3 +315,19 @@ ctr.remove(force=True)
     assert got == {"out": "attached-run\n", "logs": "bg\n", "exec_code": 3, "exec_out": "hello\n",
                    "status": "running", "listed": ["pyctr"]}
     assert api.out("ps", "-aq") == ""
+
+
+def test_run_of_an_image_that_is_not_here_pulls_it(api, tmp_path):
+    """The create's 404 "No such image" makes the docker CLI pull (POST /images/create)
+    and create again: here from minidocker's own registry on 127.0.0.1."""
+    from helpers_registry import embedded
+    with embedded(tmp_path) as reg:
+        ref = f"{reg.host}/lab/tiny:1"
+        api.out("tag", "busybox", ref)
+        api.out("push", ref)
+        api.out("rmi", ref)
+        r = api.docker("run", "--rm", ref, "echo", "pulled and ran")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "pulled and ran\n"
+        assert f"Unable to find image '{ref}' locally" in r.stderr
+        api.out("rmi", ref)

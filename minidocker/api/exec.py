@@ -39,6 +39,17 @@ def _record(exec_id: str) -> dict:
     return rec
 
 
+#: finished execs kept for inspection (the docker CLI asks for the exit code right after
+#: the end); older ones are forgotten, so that the service's memory stays bounded
+KEEP_FINISHED = 256
+
+
+def _forget_finished() -> None:
+    finished = [k for k, r in EXECS.items() if r["_started"] and not r["Running"]]
+    for key in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+        del EXECS[key]
+
+
 @route("POST", "/containers/{id}/exec")
 def create_exec(req):
     from ..engine.containers import resolve
@@ -64,6 +75,7 @@ def create_exec(req):
     exec_options(c, user, workdir, env)       # the container runs, not paused; the user exists
     exec_id = os.urandom(32).hex()
     with _LOCK:
+        _forget_finished()
         EXECS[exec_id] = {
             "ID": exec_id, "Running": False, "ExitCode": None, "Pid": 0,
             "ContainerID": c.id, "CanRemove": False,
@@ -172,10 +184,23 @@ def start_exec(req):
             proc.close_master()
         threading.Thread(target=drain, daemon=True).start()
         return no_content(200)
-    c, proc, stdin_w, ours = _spawn(rec, stdin=rec["OpenStdin"])
+    from ..engine.containers import resolve
+    from ..engine.execs import exec_options
+    c = resolve(rec["ContainerID"])
+    exec_options(c, rec["ProcessConfig"]["user"] or None, rec["_workdir"], rec["_env"])
     tty = rec["ProcessConfig"]["tty"]
 
     def session(reader, writer):
+        # The process starts only now, after the 101 answer: a client that reads the
+        # answer's head through a buffer and then takes the raw socket (docker-py) would
+        # lose output that came with the head.
+        try:
+            c, proc, stdin_w, ours = _spawn(rec, stdin=rec["OpenStdin"])
+        except Exception as e:     # noqa: BLE001 - the HTTP answer is gone: say it in the stream
+            rec.update(Running=False, ExitCode=126)
+            message = f"exec failed: {e}\n".encode()
+            writer.write(message if tty else frames.frame(frames.STDERR, message))
+            return
         if rec["OpenStdin"] and stdin_w is not None:
             threading.Thread(target=_copy_in, args=(reader, stdin_w, tty), daemon=True).start()
         try:
