@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=10, help="builds per tool and mode (default 10)")
     args = parser.parse_args()
-    from minidocker.image.rootfs import make_busybox_rootfs
+    from minidocker.image.busybox import make_busybox_rootfs
 
     work = tempfile.mkdtemp(prefix="bench-build-")
     cold, cached = {}, {}

@@ -80,7 +80,7 @@ def main() -> None:
         return MD + list(a)
 
     try:
-        from minidocker.image.rootfs import make_busybox_rootfs
+        from minidocker.image.busybox import make_busybox_rootfs
         rootfs = os.path.join(work, "rootfs")
         os.makedirs(rootfs)
         make_busybox_rootfs(rootfs)

@@ -86,7 +86,7 @@ class Distribution:
 def build_image(root: str, size_mb: int) -> str:
     """busybox plus four layers of incompressible data (~size_mb in all), gzip'd as a
     pushed image's layers are; tagged ``bench:latest``."""
-    from minidocker.image.rootfs import make_busybox_rootfs
+    from minidocker.image.busybox import make_busybox_rootfs
     from minidocker.image.store import Store, new_config
     store = Store(root)
     rootfs = tempfile.mkdtemp(dir=root)

@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--network", choices=["none", "bridge"], default="none",
                         help="the containers' network (default none)")
     args = parser.parse_args()
-    from minidocker.image.rootfs import make_busybox_rootfs
+    from minidocker.image.busybox import make_busybox_rootfs
 
     work = tempfile.mkdtemp(prefix="bench-run-")
     commands: dict[str, tuple[list[str], dict | None]] = {}

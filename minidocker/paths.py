@@ -33,6 +33,7 @@ The root is ``--root DIR``, else ``$MINIDOCKER_ROOT``, else ``/var/lib/minidocke
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -95,7 +96,6 @@ class locked:
         self.path = os.path.join(root or data_root(), "locks", name)
 
     def __enter__(self):
-        import fcntl
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(self.fd, fcntl.LOCK_EX)

@@ -164,7 +164,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory):
     """A read-only-by-convention busybox root filesystem shared by the session."""
-    from minidocker.image.rootfs import make_busybox_rootfs
+    from minidocker.image.busybox import make_busybox_rootfs
     dest = tmp_path_factory.mktemp("busybox-rootfs")
     try:
         make_busybox_rootfs(str(dest))

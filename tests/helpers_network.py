@@ -18,7 +18,7 @@ import pytest
 def free_test_subnet(prefix: int = 24, exclude=()) -> str:
     """A 10.2xx.y.0/24 that no host interface routes (checked, not assumed), and none of
     ``exclude``."""
-    from minidocker.network.networks import host_ipv4_networks
+    from minidocker.network.records import host_ipv4_networks
     used = [net for _dev, net in host_ipv4_networks()] + [ipaddress.ip_network(e) for e in exclude]
     for second in range(200, 250):
         for third in range(0, 256, 7):
@@ -31,20 +31,29 @@ def free_test_subnet(prefix: int = 24, exclude=()) -> str:
 def teardown_networks(root: str, bridges=()) -> None:
     """Release everything a test's data root holds on the host: leases of dead processes,
     user-defined bridges, the default bridge and our iptables chains."""
-    from minidocker.network import cleanup_stale, networks, remove_everything_for_tests
+    from minidocker.network import cleanup_stale, records
     saved = os.environ.get("MINIDOCKER_ROOT")
     os.environ["MINIDOCKER_ROOT"] = root
     try:
         cleanup_stale()
         names = list(bridges)
-        for rec in networks.list_records():
-            names.append(networks.bridge_name(rec))
-        remove_everything_for_tests(sorted(set(names)))
+        for rec in records.list_records():
+            names.append(records.bridge_name(rec))
+        remove_bridges(sorted(set(names)))
     finally:
         if saved is None:
             os.environ.pop("MINIDOCKER_ROOT", None)
         else:
             os.environ["MINIDOCKER_ROOT"] = saved
+
+
+def remove_bridges(bridge_names) -> None:
+    """Tear down the bridges named, with their firewall rules (and our chains once
+    nothing uses them), so that a failed test leaves nothing on the host."""
+    from minidocker.network import bridge, firewall
+    with firewall.host_lock():
+        for br in bridge_names:
+            bridge.take_down(br)
 
 
 @pytest.fixture

@@ -147,28 +147,32 @@ def test_rmi_missing_goes_on_and_exits_1(busybox_image):
     assert result.out == "Untagged: b2:latest\n"
 
 
-def test_rmi_refuses_image_used_by_a_container(busybox_image, data_root, monkeypatch):
+def test_rmi_refuses_image_used_by_a_container(busybox_image, data_root):
     """The engine tells which containers use an image; rmi refuses unless -f, and with -f
     only untags (the container keeps its layers)."""
-    from minidocker.cli import images as cli_images
     from minidocker.errors import Conflict
+    from minidocker.image import tags
     from minidocker.image.store import Store
     users = [("c0ffee" * 10, False)]
-    monkeypatch.setattr(cli_images, "_containers_using", lambda image_id: users)
+
+    def containers_using(image_id):
+        return users
+
     store = Store()
     with pytest.raises(Conflict, match=r'unable to remove repository reference "busybox" '
                                        r"\(must force\) - container c0ffeec0ffee is using"):
-        cli_images.remove_image(store, "busybox")
+        tags.remove_image(store, "busybox", containers_using)
     with pytest.raises(Conflict, match="being used by stopped container c0ffeec0ffee"):
-        cli_images.remove_image(store, busybox_image)
+        tags.remove_image(store, busybox_image, containers_using)
     users[0] = ("c0ffee" * 10, True)
     with pytest.raises(Conflict, match=r"\(cannot be forced\) - image is being used by "
                                        "running container c0ffeec0ffee"):
-        cli_images.remove_image(store, busybox_image, force=True)
-    assert cli_images.remove_image(store, "busybox", force=True) == ["Untagged: busybox:latest"]
+        tags.remove_image(store, busybox_image, containers_using, force=True)
+    assert tags.remove_image(store, "busybox", containers_using, force=True) == \
+        [{"Untagged": "busybox:latest"}]
     assert store.has_image(busybox_image)
     # prune leaves it too, while the container exists
-    assert cli_images.prune_images(store)[0] == []
+    assert tags.prune_images(store, containers_using)["ImagesDeleted"] == []
     assert store.has_image(busybox_image)
 
 

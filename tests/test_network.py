@@ -20,7 +20,7 @@ import pytest
 
 from conftest import needs_root
 from helpers_network import (fake_state, http_get, netns, private_bridge,  # noqa: F401
-                             wait_for_port)
+                             remove_bridges, wait_for_port)
 
 from minidocker.errors import Conflict, InvalidInput
 
@@ -75,7 +75,7 @@ def test_attach_gives_eth0_next_address_route_and_lo(private_bridge, netns, data
     import minidocker.network as net
     a, b = netns(), netns()
     sa, sb = fake_state("a"), fake_state("b")
-    settings = net.attach_container(sa, a.pid)
+    settings, _peers = net.attach_container(sa, a.pid)
     net.attach_container(sb, b.pid)
     base = ipaddress.ip_network(private_bridge["subnet"])
     prefix = base.prefixlen
@@ -109,7 +109,7 @@ def test_two_namespaces_talk_over_the_bridge(private_bridge, netns, tmp_path):
     (www / "index.html").write_text("hello from a\n")
     a, b = netns(), netns()
     sa, sb = fake_state("a"), fake_state("b")
-    ip_a = net.attach_container(sa, a.pid)["IPAddress"]
+    ip_a = net.attach_container(sa, a.pid)[0]["IPAddress"]
     net.attach_container(sb, b.pid)
     httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(www))
     try:
@@ -144,7 +144,7 @@ def test_published_port_serves_127_0_0_1_and_is_removed(private_bridge, netns, t
     host_port = _free_port()
     state = fake_state("web", PortBindings=parse_publish([f"{host_port}:80"]),
                        ExposedPorts={"80/tcp": {}, "443/tcp": {}})
-    settings = net.attach_container(state, a.pid)
+    settings, _peers = net.attach_container(state, a.pid)
     assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(host_port)}],
                                  "443/tcp": None}
     httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(tmp_path))
@@ -173,7 +173,7 @@ def test_publish_all_picks_free_host_ports(private_bridge, netns):
     import minidocker.network as net
     a = netns()
     state = fake_state("p", PublishAllPorts=True, ExposedPorts={"80/tcp": {}, "53/udp": {}})
-    settings = net.attach_container(state, a.pid)
+    settings, _peers = net.attach_container(state, a.pid)
     try:
         tcp = int(settings["Ports"]["80/tcp"][0]["HostPort"])
         udp = int(settings["Ports"]["53/udp"][0]["HostPort"])
@@ -190,7 +190,7 @@ def _attach_in_child(args):
     root, bridge, subnet, pid, state = args
     os.environ.update(MINIDOCKER_ROOT=root, MINIDOCKER_BRIDGE=bridge, MINIDOCKER_BRIDGE_SUBNET=subnet)
     import minidocker.network as net
-    return net.attach_container(state, pid)["IPAddress"]
+    return net.attach_container(state, pid)[0]["IPAddress"]
 
 
 @needs_root
@@ -259,10 +259,13 @@ def test_user_defined_network_lifecycle_and_names(private_bridge, netns, data_ro
             os.makedirs(d)
             with open(os.path.join(d, "hosts"), "w") as f:
                 f.write("127.0.0.1\tlocalhost\n")
-        ip_a = net.attach_container(sa, a.pid)["Networks"]["backend"]["IPAddress"]
-        ip_b = net.attach_container(sb, b.pid)["Networks"]["backend"]["IPAddress"]
+        settings_a, peers_of_a = net.attach_container(sa, a.pid)
+        settings_b, peers_of_b = net.attach_container(sb, b.pid)
+        ip_a = settings_a["Networks"]["backend"]["IPAddress"]
+        ip_b = settings_b["Networks"]["backend"]["IPAddress"]
         assert ipaddress.ip_address(ip_a) in ipaddress.ip_network(subnet)
-        assert (ip_a, f"web {sa['Id'][:12]}") in sb["_extra_hosts"]
+        assert peers_of_a == []  # the first member met nobody
+        assert peers_of_b == [(ip_a, f"web {sa['Id'][:12]}")]
         hosts_a = open(os.path.join(data_root, "containers", sa["Id"], "hosts")).read()
         assert f"{ip_b}\tclient {sb['Id'][:12]}" in hosts_a
         inspect = json.loads(_cli(data_root, "network", "inspect", "backend").stdout)[0]
@@ -280,7 +283,7 @@ def test_user_defined_network_lifecycle_and_names(private_bridge, netns, data_ro
         assert _cli(data_root, "network", "inspect", "backend").returncode == 1
         assert _cli(data_root, "network", "rm", "bridge").returncode == 1
     finally:
-        net.remove_everything_for_tests([bridge])
+        remove_bridges([bridge])
 
 
 @needs_root
@@ -289,12 +292,12 @@ def test_two_data_roots_sharing_a_bridge_never_share_an_address(private_bridge, 
     import minidocker.network as net
     a, b = netns(), netns()
     sa, sb = fake_state("a"), fake_state("b")
-    ip_a = net.attach_container(sa, a.pid)["IPAddress"]
+    ip_a = net.attach_container(sa, a.pid)[0]["IPAddress"]
     other_root = tmp_path / "other-root"
     other_root.mkdir()
     monkeypatch.setenv("MINIDOCKER_ROOT", str(other_root))
     try:
-        ip_b = net.attach_container(sb, b.pid)["IPAddress"]  # its own leases, the same bridge
+        ip_b = net.attach_container(sb, b.pid)[0]["IPAddress"]  # its own leases, the same bridge
         assert ip_b != ip_a
         net.detach_container(sb)
     finally:
@@ -314,7 +317,7 @@ def test_internal_network_has_no_nat_and_no_way_out(data_root):
         assert f"-A MINIDOCKER-FORWARD -i {bridge} ! -o {bridge}" in forward and "-j DROP" in forward
         nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
         assert bridge not in nat
-        assert net.networks.get("isolated")["Internal"] is True
+        assert net.records.get("isolated")["Internal"] is True
     finally:
         net.remove_network("isolated")
     assert bridge not in _iptables_rules()
@@ -341,7 +344,7 @@ def test_a_bridge_left_by_a_deleted_data_root_is_removed_by_the_next_command(tmp
         assert not os.path.exists(f"/sys/class/net/{bridge}")
         assert bridge not in _iptables_rules()
     finally:
-        net.remove_everything_for_tests([bridge])
+        remove_bridges([bridge])
 
 
 @needs_root
@@ -352,7 +355,7 @@ def test_port_published_on_127_0_0_1_only_is_not_on_other_host_addresses(private
     a = netns()
     host_port = _free_port()
     state = fake_state("local", PortBindings=parse_publish([f"127.0.0.1:{host_port}:80"]))
-    settings = net.attach_container(state, a.pid)
+    settings, _peers = net.attach_container(state, a.pid)
     httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(tmp_path))
     try:
         assert settings["Ports"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]

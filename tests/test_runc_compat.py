@@ -63,7 +63,7 @@ def assert_same(ours: str, theirs: str) -> None:
     """The container looked the same under both runtimes. On cgroup v2 there is one
     known difference, in how devices are guarded: runc attaches an eBPF program to the
     container's cgroup; minidocker mounts /dev ``nodev`` and binds the standard devices
-    from the host's /dev (see ``minidocker.runtime.rootfs.device_protection``), so those
+    from the host's /dev (see ``minidocker.runtime.rootfs_setup.device_protection``), so those
     mounts, and the masked /proc files bound from /dev/null, come from devtmpfs."""
     ours_lines, theirs_lines = normalise(ours), normalise(theirs)
     if V2:

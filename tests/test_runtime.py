@@ -467,7 +467,7 @@ def test_sysctl_and_oom_score_adj(busybox_rootfs, bundle):
 
 
 def test_mount_targets_cannot_escape_the_rootfs_through_symlinks(tmp_path):
-    from minidocker.runtime.rootfs import path_in_root
+    from minidocker.runtime.rootfs_setup import path_in_root
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "escape").symlink_to("/../../..")

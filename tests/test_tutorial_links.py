@@ -6,13 +6,18 @@ A tutorial starts with a header such as::
     > `engine_made_paths`).
 
 Two promises are checked in every tutorial, in README.md and in the pages under docs/
-(not docs/tutorials/, which ``docs/conf.py`` copies from tutorials/):
+(not docs/tutorials/, which ``docs/conf.py`` copies from tutorials/), and a third in
+docs/architecture.rst:
 
 * every relative link names a file or directory of the repository;
 * the backticked names in parentheses right after a link to a Python file are defined
   in that file: a module-level ``def``, ``class`` or assignment, or ``Class.member``.
   The file is parsed with :mod:`ast`, not imported, so this test needs no root and runs
   in well under a second.
+
+* the dotted names of the code in docs/architecture.rst (its run paths, such as the one
+  of ``-v`` from the command line to ``mount(2)``): ``engine.volumes.parse_mounts`` must be
+  defined in minidocker/engine/volumes.py, ``kernel.mounts`` must be a module.
 
 A parenthesis counts as a list of names when it holds nothing but backticked words
 separated by commas or "and"; ``(the record)`` or ``(the `/v2/` ping)`` are prose.
@@ -139,3 +144,56 @@ def test_links_point_at_existing_files_and_names(page):
     problems = [p for target, names in links(page) for p in problems_with(target, names)]
     if problems:
         pytest.fail(f"{os.path.relpath(page, REPO)}:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+# --------------------------------------------------------------------------- architecture.rst
+ARCHITECTURE = os.path.join(REPO, "docs", "architecture.rst")
+#: A dotted name of the code: a package of minidocker, then modules and a name in the last
+#: one (``engine.monitor.run``); ``minidocker.`` in front is allowed.
+CODE_NAME = re.compile(r"(?<![\w./-])(?:minidocker\.)?((?:cli|api|engine|runtime|kernel|network|image|"
+                       r"build|registry)(?:\.[A-Za-z_]\w*)+)")
+
+
+def imported_names(py_file: str) -> frozenset[str]:
+    """Names a package's ``__init__.py`` imports to offer them (``runtime.exec_process``)."""
+    with open(py_file) as f:
+        tree = ast.parse(f.read(), py_file)
+    return frozenset(alias.asname or alias.name for node in tree.body
+                     if isinstance(node, ast.ImportFrom) for alias in node.names)
+
+
+def code_name_problem(dotted: str) -> str | None:
+    """None if ``dotted`` (``engine.volumes.parse_mounts``) names a module of minidocker
+    or something a module defines; else what is wrong."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        base = os.path.join(REPO, "minidocker", *parts[:i])
+        if os.path.isfile(base + ".py"):
+            py_file = base + ".py"
+            break
+        if os.path.isfile(os.path.join(base, "__init__.py")):
+            py_file = os.path.join(base, "__init__.py")
+            break
+    else:
+        return f"`{dotted}`: no such module in minidocker/"
+    rest = ".".join(parts[i:])
+    if not rest or rest in defined_names(py_file):
+        return None
+    if py_file.endswith("__init__.py") and rest in imported_names(py_file):
+        return None
+    return f"`{dotted}`: {os.path.relpath(py_file, REPO)} defines no `{rest}`"
+
+
+def test_architecture_names_the_real_functions():
+    with open(ARCHITECTURE) as f:
+        text = f.read()
+    names = sorted(set(CODE_NAME.findall(text)))
+    # Guards the test: the -v path is there, read down to the mount(2) call.
+    assert {"cli.containers.container_options", "engine.volumes.parse_mounts",
+            "runtime.rootfs_setup.mount_bind", "kernel.mounts.bind_mount",
+            "kernel.syscalls.mount"} <= set(names)
+    assert code_name_problem("engine.volumes.no_such_function") == \
+        "`engine.volumes.no_such_function`: minidocker/engine/volumes.py defines no `no_such_function`"
+    problems = [p for p in map(code_name_problem, names) if p]
+    if problems:
+        pytest.fail("docs/architecture.rst:\n  " + "\n  ".join(problems), pytrace=False)

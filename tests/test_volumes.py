@@ -161,11 +161,45 @@ def test_bad_volume_input_is_a_clear_error(mdnet):
     assert r.returncode == 1 and "no such volume" in r.stderr
 
 
-def test_validate_refuses_bad_mounts_before_anything_exists():
-    from minidocker.engine.volumes import validate
-    validate({"Binds": ["data:/data", "/srv:/srv:ro"], "Tmpfs": {"/run": "size=1m"},
-              "Mounts": [{"Type": "tmpfs", "Target": "/tmp"}]})
+def test_mounts_are_parsed_once_and_checked_before_anything_exists():
+    from minidocker.engine.volumes import parse_mount_spec, parse_mounts
+    specs = parse_mounts(["data:/data", "/srv:/srv:ro"],
+                         [parse_mount_spec("type=volume,src=v,dst=/v,volume-nocopy"),
+                          parse_mount_spec("type=tmpfs,target=/tmp,tmpfs-size=1m,tmpfs-mode=1777")],
+                         {"/run": "size=1m"})
+    assert [(s["Type"], s["Source"], s["Target"], s["ReadOnly"]) for s in specs] == [
+        ("volume", "data", "/data", False), ("bind", "/srv", "/srv", True),
+        ("volume", "v", "/v", False), ("tmpfs", "", "/tmp", False), ("tmpfs", "", "/run", False)]
+    # nothing of --mount is lost on the way (create used to drop these)
+    assert specs[2]["NoCopy"] is True
+    assert specs[3]["TmpfsOptions"] == ["size=1m", "mode=1777"]
     with pytest.raises(InvalidInput, match="Duplicate mount point: /data"):
-        validate({"Binds": ["aa:/data"], "Mounts": [{"Type": "volume", "Source": "bb", "Target": "/data"}]})
+        parse_mounts(["aa:/data"], [parse_mount_spec("type=volume,source=bb,target=/data")])
     with pytest.raises(InvalidInput, match="must be absolute"):
-        validate({"Tmpfs": {"run": ""}})
+        parse_mounts(tmpfs={"run": ""})
+
+
+def test_a_record_keeps_its_parsed_mounts_and_old_records_still_start(mdnet):
+    """``create`` stores the parsed mounts (``_MountSpecs``, not shown by inspect), with
+    all of ``--mount`` (``tmpfs-mode`` here); a record from before, with only
+    HostConfig's strings, is parsed at start instead."""
+    from minidocker import paths
+    cid = mdnet.out("create", "--network", "none", "--mount",
+                    "type=tmpfs,target=/scratch,tmpfs-mode=700", "-v", "keptdata:/data",
+                    "busybox", "sh", "-c", "stat -c %a /scratch; touch /data/ok; ls /data").strip()
+    try:
+        state_path = os.path.join(mdnet.root, "containers", cid, "state.json")
+        state = paths.read_json(state_path)
+        assert [s["Target"] for s in state["_MountSpecs"]] == ["/data", "/scratch"]
+        assert "_MountSpecs" not in json.loads(mdnet.out("inspect", cid))[0]
+        assert mdnet.out("start", "-a", cid) == "700\nok\n"
+        # As the engine wrote it before: no _MountSpecs, and --mount without its options
+        state = paths.read_json(state_path)
+        del state["_MountSpecs"]
+        state["HostConfig"]["Mounts"] = [{"Type": "tmpfs", "Source": "", "Target": "/scratch",
+                                          "ReadOnly": False}]
+        paths.write_json(state_path, state)
+        assert mdnet.out("start", "-a", cid) == "1777\nok\n"  # tmpfs's own default mode
+    finally:
+        mdnet.out("rm", cid)
+        mdnet.out("volume", "rm", "keptdata")

@@ -298,14 +298,16 @@ def inspect(req):
 
 # ============================================================================ list
 def _status_text(c) -> str:
-    from ..cli.format import ago, human_duration, since
+    from ..clock import parse, since
+    from ..units import human_duration
     st = c.state["State"]
     if st["Running"] or st.get("Status") == "paused":
         text = f"Up {human_duration(since(st['StartedAt']))}"
         return text + " (Paused)" if st.get("Paused") else text
     if st["Status"] == "created":
         return "Created"
-    return f"Exited ({st['ExitCode']}) {ago(st['FinishedAt'])}"
+    finished = f"{human_duration(since(st['FinishedAt']))} ago" if parse(st["FinishedAt"]) else ""
+    return f"Exited ({st['ExitCode']}) {finished}"
 
 
 def _ports_list(c) -> list[dict]:
@@ -374,7 +376,7 @@ def summary(c, size: bool = False) -> dict:
 def _epoch(text: str | None) -> int:
     if not text:
         return 0
-    from ..cli.format import since
+    from ..clock import since
     return int(time.time() - since(text))
 
 

@@ -54,7 +54,8 @@ def _forget_finished() -> None:
 def create_exec(req):
     from ..engine.containers import resolve
     from ..engine.execs import exec_options
-    c = resolve(req.params["id"])
+    from ..engine.lifecycle import reconcile
+    c = reconcile(resolve(req.params["id"]))
     body = req.json(default=None)
     check_type(body, dict, "body")
     if not body:
@@ -186,7 +187,8 @@ def start_exec(req):
         return no_content(200)
     from ..engine.containers import resolve
     from ..engine.execs import exec_options
-    c = resolve(rec["ContainerID"])
+    from ..engine.lifecycle import reconcile
+    c = reconcile(resolve(rec["ContainerID"]))
     exec_options(c, rec["ProcessConfig"]["user"] or None, rec["_workdir"], rec["_env"])
     tty = rec["ProcessConfig"]["tty"]
 

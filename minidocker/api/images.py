@@ -4,7 +4,7 @@ Each handler asks the image layer the same question the CLI asks (the rows of
 ``images``, ``history``, ``inspect``: :mod:`minidocker.image.describe`; Docker's rules
 for ``tag``/``rmi``/``prune``: :mod:`minidocker.image.tags` through
 :mod:`minidocker.engine.images`, which knows the containers; ``save``/``load``:
-:mod:`minidocker.image.archive`) and answers in the Engine API's shapes (moby's
+:mod:`minidocker.image.save`, :mod:`minidocker.image.load`) and answers in the Engine API's shapes (moby's
 ``api/types``: ``ImageSummary``, ``ImageInspect``, ``HistoryResponseItem``,
 ``ImageDeleteResponseItem``, ``ImagesPruneReport``). Times are Unix seconds in lists
 and history, RFC 3339 in inspect, as Docker sends them.
@@ -217,15 +217,15 @@ def _save_stream(store, refs: list[str]):
     """``docker save``: the archive ``minidocker save`` writes, streamed as it is
     written: a thread writes into a pipe, the response reads the other end. A client
     that goes away closes our end; the writer then fails with EPIPE and stops."""
-    from ..image import archive
-    archive.images_to_save(store, refs)       # an unknown name: 404 before the 200
+    from ..image import save
+    save.images_to_save(store, refs)          # an unknown name: 404 before the 200
     r, w = os.pipe()
     errors = []
 
     def write():
         try:
             with os.fdopen(w, "wb") as out:
-                archive.save_images(store, refs, out)
+                save.save_images(store, refs, out)
         except BaseException as e:   # noqa: B902 - the stream is cut short instead
             errors.append(e)
     thread = threading.Thread(target=write, name="api-save", daemon=True)
@@ -276,8 +276,8 @@ def _named(ref: str) -> str:
 def load(req):
     """``docker load``: the body is the archive; the answer is a JSON stream of
     ``{"stream": "Loaded image: busybox:latest\\n"}`` lines, which the CLI prints."""
-    from ..image import archive
+    from ..image import load as loader
     store = _store()
     lines = []
-    archive.load_archive(store, req.body, say=lines.append)
+    loader.load_archive(store, req.body, say=lines.append)
     return JsonStream({"stream": line + "\n"} for line in lines)

@@ -1,10 +1,10 @@
 """The network endpoints: ``/networks`` (list, inspect, create, remove, connect,
 disconnect, prune).
 
-The records are the network package's (:mod:`minidocker.network.networks`, one JSON
+The records are the network package's (:mod:`minidocker.network.records`, one JSON
 file per network, already in Docker's ``NetworkResource`` shape); creating and removing
 is :func:`minidocker.network.create_network` / ``remove_network``, joining and leaving
-is the engine's (:mod:`minidocker.engine.networks`), as for ``minidocker network``.
+is the engine's (:mod:`minidocker.engine.endpoints`), as for ``minidocker network``.
 
 docker-compose makes one network per project (``<project>_default``), finds it again by
 ``GET /networks?filters={"name": [...]}`` and joins its containers to it with aliases
@@ -45,7 +45,7 @@ def _options(rec: dict) -> dict:
     minidocker's record of its own choice, not an option a user gave: Docker shows
     it only for the default bridge, and compose would take it for a changed option
     ("needs to be recreated")."""
-    from ..network import networks
+    from ..network import records as networks
     options = dict(rec.get("Options") or {})
     if rec.get("Name") != networks.DEFAULT_NETWORK:
         options.pop("com.docker.network.bridge.name", None)
@@ -112,7 +112,7 @@ def networks_list(req):
 
 @route("GET", "/networks/{id}")
 def inspect(req):
-    from ..network import networks
+    from ..network import records as networks
     return json_response(network_resource(networks.get(req.params["id"])))
 
 
@@ -121,7 +121,7 @@ def create(req):
     """``docker network create`` / compose's project network. minidocker's one driver
     is ``bridge`` with one IPv4 subnet; what it cannot do is refused, not ignored."""
     from .. import network
-    from ..network import networks
+    from ..network import records as networks
     body = req.json(default={})
     if not isinstance(body, dict):
         raise InvalidInput("invalid JSON: expected an object")
@@ -166,7 +166,7 @@ def create(req):
 @route("DELETE", "/networks/{id}")
 def remove(req):
     from .. import network
-    from ..network import networks
+    from ..network import records as networks
     rec = networks.get(req.params["id"])
     if rec["Name"] in networks.PREDEFINED:
         raise ApiError(403, f"{rec['Name']} is a pre-defined network and cannot be removed")
@@ -188,7 +188,7 @@ def _container_ref(body) -> str:
 def connect(req):
     """``docker network connect [--alias A] [--ip IP] NET C``; compose sends its
     service name as an alias."""
-    from ..engine import networks as engine_networks
+    from ..engine import endpoints as engine_networks
     body = req.json(default={})
     ref = _container_ref(body)
     endpoint = check_type(body.get("EndpointConfig"), dict, "EndpointConfig") or {}
@@ -203,7 +203,7 @@ def connect(req):
 
 @route("POST", "/networks/{id}/disconnect")
 def disconnect(req):
-    from ..engine import networks as engine_networks
+    from ..engine import endpoints as engine_networks
     body = req.json(default={})
     ref = _container_ref(body)
     force = bool(check_type(body.get("Force"), bool, "Force"))

@@ -52,7 +52,11 @@ from .instructions import DEFAULT_PATH, PREPARE, Step, cfg
 from .parser import Instruction, parse_file, parse_instruction_text
 from .. import clock
 from ..errors import MinidockerError, NotFound
-from ..image.store import overlay_layer_dirs
+from ..engine import commit as engine_commit
+from ..engine import create as engine_create
+from ..engine import lifecycle
+from ..engine.commit import store_layer_from_upperdir
+from ..image.store import Store, host_architecture, normalize_name, overlay_layer_dirs
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
@@ -64,7 +68,6 @@ PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
 
 def scratch_config() -> dict:
     """The config of an empty image. Docker gives every build stage a PATH."""
-    from ..image.store import host_architecture
     return {"architecture": host_architecture(), "os": "linux",
             "config": {"Env": [DEFAULT_PATH]},
             "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
@@ -114,7 +117,6 @@ class Stage:
     def add_layer_from_upper(self, upper: str, exclude=()) -> None:
         """Pack an upper dir into a new layer on top (streamed into the store, as
         ``commit`` does); ``exclude``: the engine's mount points, not part of an image."""
-        from ..engine.commit import store_layer_from_upperdir
         descriptor = store_layer_from_upperdir(self.store, upper, self.layer_dirs(), exclude)
         self.layers.append(descriptor)
         rootfs = self.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
@@ -144,7 +146,6 @@ class Build:
                  build_args: dict[str, str] | None = None, target: str | None = None,
                  no_cache: bool = False, quiet: bool = False, network: str = "none",
                  out=None, store=None, labels: dict[str, str] | None = None):
-        from ..image.store import Store, normalize_name
         self.store = store or Store()
         self.tags = [normalize_name(t) for t in tags]   # bad names fail before any work
         self.context_dir = context_dir
@@ -298,7 +299,6 @@ class Build:
             if any(s.name == name for s in self.stages):
                 raise inst.error(f"duplicate name {name!r} for build stage")
         if "platform" in inst.flags:
-            from ..image.store import host_architecture
             platform = self.expand_meta(inst, str(inst.flags["platform"]))
             if platform not in ("linux", f"linux/{host_architecture()}"):
                 raise inst.error(f"FROM --platform={platform}: minidocker builds only for "
@@ -403,9 +403,6 @@ class Build:
         """RUN: the command in a container of the engine (same runtime, same isolation
         as ``minidocker run``), on top of the current image; what it changed (the
         container's overlay upper dir) becomes the step's layer."""
-        from ..engine import commit as engine_commit
-        from ..engine import create as engine_create
-        from ..engine import lifecycle
         if stage.image_id is None:
             # a container needs an image to start from: record the scratch stage first
             self.commit(stage, Step("(scratch)"))

@@ -22,6 +22,7 @@ import stat
 import tarfile
 
 from ..image import changes, unpack
+from ..image.compression import detect_compression
 from ..kernel import mounts
 from ..errors import InvalidInput
 
@@ -266,7 +267,8 @@ def copy_image_tree(staging: Staging, view: ImageView, src: str, dest: str, owne
 
 
 # --------------------------------------------------------------------------- ADD archives
-TAR_MAGIC = {b"\x1f\x8b": "gz", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
+#: The compressions Docker's ADD unpacks (tarfile reads them all; zstd it does not).
+ADD_COMPRESSIONS = ("gzip", "bzip2", "xz")
 
 
 def is_local_archive(path: str) -> bool:
@@ -277,7 +279,7 @@ def is_local_archive(path: str) -> bool:
             head = f.read(512)
     except OSError:
         return False
-    if any(head.startswith(m) for m in TAR_MAGIC):
+    if detect_compression(head) in ADD_COMPRESSIONS:
         try:
             with tarfile.open(path, "r:*") as tar:
                 return tar.next() is not None

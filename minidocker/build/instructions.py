@@ -25,9 +25,11 @@ import posixpath
 import re
 import signal
 import stat
+import tempfile
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import remote
 from .cache import SourcesDigest
 from .context import clean_path, go_match, has_wildcards
 from .expand import ExpansionError, process_word, process_words
@@ -441,8 +443,6 @@ def _url_source(build, inst, url: str, keyword: str) -> Source:
     :mod:`minidocker.build.remote`); the step's cache key is then made from the bytes."""
     if keyword != "ADD":
         raise inst.error(f"source can't be a URL for {keyword}")
-    import tempfile
-    from . import remote
     directory = tempfile.mkdtemp(dir=build.tmp_dir, prefix="remote-")
     build.scratch_dirs.append(directory)
     try:

@@ -58,7 +58,7 @@ def filename_of(url: str) -> str:
 def fetch(url: str, directory: str) -> str:
     """Download ``url`` into ``directory`` under its file name; returns the path.
     The file gets mode 0600 and the ``Last-Modified`` time (or 0) as its mtime."""
-    import http.client
+    import http.client  # lazy, with urllib below: only a build with ADD <URL> pays for them
     import urllib.error
     name = filename_of(url)
     path = os.path.join(directory, name)

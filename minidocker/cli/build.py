@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
 
 import click
+
+from .. import paths
+from ..build.builder import Build
 
 
 def _build_args(items) -> dict[str, str]:
@@ -38,7 +44,6 @@ def _build_args(items) -> dict[str, str]:
 @click.argument("context", metavar="PATH")
 def build(tags, dockerfile, build_args, target, no_cache, quiet, network, labels, context):
     """Build an image from a Dockerfile."""
-    from ..build.builder import Build
     labels = dict(item.partition("=")[::2] for item in labels)
     if context == "-" or dockerfile == "-":
         return _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network,
@@ -55,12 +60,6 @@ def build(tags, dockerfile, build_args, target, no_cache, quiet, network, labels
 def _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network, labels):
     """``build - < Dockerfile`` (no context at all) or ``build -f - DIR``: the Dockerfile
     comes from stdin and is written to a scratch file for the build."""
-    import shutil
-    import sys
-    import tempfile
-
-    from .. import paths
-    from ..build.builder import Build
     scratch_root = os.path.join(paths.data_root(), "tmp")
     os.makedirs(scratch_root, exist_ok=True)
     scratch = tempfile.mkdtemp(dir=scratch_root, prefix="stdin-build-")

@@ -74,7 +74,14 @@ def _create(image, command, opts):
             float(opts["cpus"])
         except ValueError:
             raise MinidockerError(f'invalid argument "{opts["cpus"]}" for "--cpus" flag') from None
-    return create_container(_store(), image, list(command) or None, opts)
+    return create_container(_store(), image, list(command) or None, opts, pull=_pull)
+
+
+def _pull(image_ref, store, out):
+    """How ``run`` and ``create`` fetch a missing image: the front end hands the engine
+    the registry client (the engine never imports it; requests loads only here)."""
+    from ..registry import client
+    return client.pull(image_ref, store, out=out)
 
 
 @click.command(context_settings=PASS_THROUGH)
@@ -88,24 +95,11 @@ def run(image, command, **opts):
     c = _create(image, command, opts)
     store = _store()
     if opts["detach"]:
-        try:
-            lifecycle.start(c, store, attach=False)
-        except MinidockerError:
-            if opts["rm"]:
-                _quiet_remove(c)
-            raise
+        lifecycle.start(c, store, attach=False)  # --rm: the container's monitor removes it
         click.echo(c.id)
         return
     code = lifecycle.start(c, store, attach=True)
     sys.exit(code)
-
-
-def _quiet_remove(c):
-    from ..engine import lifecycle
-    try:
-        lifecycle.remove(c.reload(), force=True)
-    except (MinidockerError, OSError):
-        pass
 
 
 @click.command(context_settings=PASS_THROUGH)
@@ -325,7 +319,7 @@ def _inspect_container(c) -> dict:
 
 
 def _inspect_image(name) -> dict:
-    from .images import inspect_image
+    from ..image.describe import inspect_image
     store = _store()
     return inspect_image(store, store.resolve(name))
 

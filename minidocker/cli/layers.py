@@ -13,18 +13,21 @@ import tempfile
 
 import click
 
+from ..engine.commit import commit_container, container_diff, export_container
+from ..engine.containers import resolve
 from ..errors import InvalidInput, MinidockerError
+from ..image.load import load_archive
+from ..image.save import save_images
+from ..image.store import Store
 
 TERMINAL_REFUSAL = "cowardly refusing to save to a terminal. Use the -o flag or redirect"
 
 
 def _store():
-    from ..image.store import Store
     return Store()
 
 
 def _container(ref):
-    from ..engine.containers import resolve
     return resolve(ref)
 
 
@@ -35,7 +38,6 @@ def diff(container):
     """Inspect changes to files or directories on a container's filesystem.
 
     A  a file or directory was added;  D  deleted;  C  changed."""
-    from ..engine.commit import container_diff
     for change in container_diff(_container(container), _store()):
         click.echo(str(change))
 
@@ -53,7 +55,6 @@ def diff(container):
 @click.argument("repository", required=False)
 def commit(author, changes, message, pause, container, repository):
     """Create a new image from a container's changes. Prints the new image's id."""
-    from ..engine.commit import commit_container
     image_id = commit_container(_container(container), repository, message=message,
                                 author=author, changes=changes, pause=pause,
                                 store=_store())
@@ -101,7 +102,6 @@ def save(output, images):
     """Save one or more images to a tar archive (streamed to STDOUT by default).
 
     The archive holds both an OCI image layout and Docker's manifest.json."""
-    from ..image.archive import save_images
     store = _store()
     f, tmp = _open_output(output)
     ok = False
@@ -120,7 +120,6 @@ def save(output, images):
 def load(input_, quiet):
     """Load an image from a tar archive or STDIN (docker save, podman docker-archive or
     oci-archive; gzip, bzip2, xz or zstd compressed)."""
-    from ..image.archive import load_archive
     store = _store()
     if input_ is None:
         if sys.stdin.isatty():
@@ -141,7 +140,6 @@ def load(input_, quiet):
 @click.argument("container")
 def export(output, container):
     """Export a container's filesystem as a tar archive."""
-    from ..engine.commit import export_container
     c = _container(container)
     f, tmp = _open_output(output)
     ok = False

@@ -24,11 +24,11 @@ def network():
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output")
 def ls(quiet, no_trunc):
     """List networks."""
-    from ..network import cleanup_stale, networks
+    from ..network import cleanup_stale, records
     from .format import table
     cleanup_stale()
     rows = []
-    for rec in networks.all_networks():
+    for rec in records.all_networks():
         net_id = rec["Id"] if no_trunc else rec["Id"][:12]
         rows.append([net_id, rec["Name"], rec["Driver"], rec["Scope"]])
     if quiet:
@@ -84,7 +84,7 @@ def rm(networks):
 @click.argument("networks", nargs=-1, required=True)
 def inspect(fmt, networks):
     """Display detailed information on one or more networks."""
-    from ..network import containers_on, networks as store
+    from ..network import containers_on, records as store
     from .format import print_inspected
     results, errors = [], []
     for ref in networks:
@@ -110,7 +110,7 @@ def _daemon_error(e: MinidockerError) -> None:
 @click.argument("container")
 def connect(aliases, ip, network_ref, container):
     """Connect a container to a network."""
-    from ..engine.networks import connect as connect_container
+    from ..engine.endpoints import connect as connect_container
     try:
         connect_container(container, network_ref, aliases=aliases, ip=ip)
     except MinidockerError as e:
@@ -123,7 +123,7 @@ def connect(aliases, ip, network_ref, container):
 @click.argument("container")
 def disconnect(force, network_ref, container):
     """Disconnect a container from a network."""
-    from ..engine.networks import disconnect as disconnect_container
+    from ..engine.endpoints import disconnect as disconnect_container
     try:
         disconnect_container(container, network_ref, force=force)
     except MinidockerError as e:

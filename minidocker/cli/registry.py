@@ -11,10 +11,13 @@ import sys
 import click
 
 from ..errors import InvalidInput
+from ..image import reference
+from ..image.store import Store
+from ..registry import auth, client, server
+from ..registry.transport import Registry
 
 
 def _store():
-    from ..image.store import Store
     return Store()
 
 
@@ -25,8 +28,6 @@ def _store():
               help="Pick this platform from a multi-arch image (default: this machine's)")
 def pull(name, quiet, platform):
     """Download an image from a registry."""
-    from ..image import reference
-    from ..registry import client
     ref = reference.parse(name)
     if not quiet and ref.digest is None and "@" not in name and \
             ":" not in name.rsplit("/", 1)[-1]:
@@ -43,7 +44,6 @@ def pull(name, quiet, platform):
                    "one PUT (minidocker's own flag, to see both upload kinds)")
 def push(name, quiet, chunk_size):
     """Upload an image to a registry."""
-    from ..registry import client
     if chunk_size is not None and chunk_size <= 0:
         raise InvalidInput("--chunk-size must be positive")
     digest = client.push(name, _store(), sys.stdout, chunk_size=chunk_size, quiet=quiet)
@@ -69,8 +69,6 @@ def _server_name(server):
 @click.option("--password-stdin", is_flag=True, help="Take the password from stdin")
 def login(server, username, password, password_stdin):
     """Log in to a registry (credentials are checked, then saved in config.json)."""
-    from ..registry import auth
-    from ..registry.transport import Registry
     host = _server_name(server)
     if password and password_stdin:
         raise InvalidInput("--password and --password-stdin are mutually exclusive")
@@ -99,7 +97,6 @@ def login(server, username, password, password_stdin):
 @click.argument("server", required=False)
 def logout(server):
     """Log out from a registry."""
-    from ..registry import auth
     host = _server_name(server)
     if auth.remove_credentials(host):
         click.echo(f"Removing login credentials for {host}")
@@ -122,7 +119,6 @@ def registry():
 @click.option("-q", "--quiet", is_flag=True, help="Do not log requests")
 def serve(addr, root, htpasswd, quiet):
     """Serve images over HTTP until interrupted."""
-    from ..registry import server
     try:
         srv = server.make_server(addr, root, htpasswd, quiet)
     except OSError as e:

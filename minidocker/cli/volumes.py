@@ -7,7 +7,9 @@ import sys
 import click
 
 from ..errors import MinidockerError
+from ..engine import volumes
 from ..units import human_size
+from .format import print_inspected, table
 
 
 @click.group()
@@ -22,7 +24,6 @@ def volume():
 @click.argument("name", required=False)
 def create(driver, label, opt, name):
     """Create a volume (a directory under the data root)."""
-    from ..engine import volumes
     rec = volumes.create(name, labels=dict(l.partition("=")[::2] for l in label), driver=driver,
                          options=dict(o.partition("=")[::2] for o in opt))
     click.echo(rec["Name"])
@@ -32,8 +33,6 @@ def create(driver, label, opt, name):
 @click.option("-q", "--quiet", is_flag=True, help="Only display volume names")
 def ls(quiet):
     """List volumes."""
-    from ..engine import volumes
-    from .format import table
     records = volumes.list_volumes()
     if quiet:
         for rec in records:
@@ -47,8 +46,6 @@ def ls(quiet):
 @click.argument("names", nargs=-1, required=True)
 def inspect(fmt, names):
     """Display detailed information on one or more volumes."""
-    from ..engine import volumes
-    from .format import print_inspected
     results, errors = [], []
     for name in names:
         try:
@@ -63,7 +60,6 @@ def inspect(fmt, names):
 @click.argument("names", nargs=-1, required=True)
 def rm(force, names):
     """Remove one or more volumes (not while a container uses them)."""
-    from ..engine import volumes
     failed = False
     for name in names:
         try:
@@ -81,7 +77,6 @@ def rm(force, names):
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 def prune(all_, force):
     """Remove unused anonymous volumes (all unused volumes with -a)."""
-    from ..engine import volumes
     if not force and not click.confirm("WARNING! This will remove anonymous local volumes not used "
                                        "by at least one container.\nAre you sure you want to continue?",
                                        default=False):

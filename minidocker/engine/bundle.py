@@ -14,7 +14,9 @@ import os
 from .. import paths
 from ..errors import InvalidInput, MinidockerError
 from ..runtime import spec as runtime_spec
-from .rootfs import lookup_user
+from .containers import resolve
+from .etc_files import lookup_user
+from .seccomp_profile import read_profile, to_spec
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -31,7 +33,6 @@ def namespaces_for(state: dict) -> list[dict]:
     ns = [{"type": k} for k in kinds]
     mode = state["HostConfig"]["NetworkMode"]
     if mode.startswith("container:"):
-        from .containers import resolve
         other = resolve(mode.split(":", 1)[1])
         if not other.state["State"]["Running"]:
             raise MinidockerError(f"cannot join network of a non running container: {other.id}")
@@ -125,7 +126,6 @@ def read_security_opts(opts) -> list[str]:
     for opt in opts or ():
         key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key == "seccomp" and value != "unconfined" and not value.startswith("{"):
-            from .seccomp_profile import read_profile
             opt = f"seccomp={read_profile(value)}"
         kept.append(opt)
     security_options(kept)
@@ -146,7 +146,6 @@ def seccomp_option(hostcfg: dict, caps) -> bool | dict:
     if chosen == "unconfined":
         return False
     if chosen:
-        from .seccomp_profile import to_spec
         return to_spec(chosen, caps) or False
     return True
 

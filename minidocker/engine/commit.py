@@ -12,7 +12,7 @@ A container's root filesystem is the image's layers (read-only) under an overlay
 Docker keeps the files the engine itself creates in a container (mount points for
 ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``, ``/proc``...) in a separate
 "init" layer, so they never show up in ``diff`` nor get committed; minidocker does the
-same (``containers/<id>/init``, see :mod:`minidocker.engine.rootfs`). Other mount points
+same (``containers/<id>/init``, see :mod:`minidocker.engine.overlay`). Other mount points
 (volumes, ``--tmpfs``) the runtime still creates in the upper dir;
 :func:`engine_made_paths` names them so that they are left out the same way.
 """
@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import os
 import tempfile
+import threading
 
 from .. import clock, paths
 from ..errors import InvalidInput
 from ..image import changes as layer_changes
-from ..image.store import Store
+from ..image.bootstrap import parse_changes
+from ..image.hashing import HashingWriter
+from ..image.store import Store, normalize_name
+from ..kernel import cgroups, mounts, syscalls
 
 #: The image-config fields (OCI config.md, "config") a commit takes from the container.
 COMMITTED_FIELDS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes",
@@ -66,7 +69,6 @@ def paused(container, pause: bool = True):
     Uses the freezer cgroup; where there is none, the commit goes on unpaused."""
     cg = None
     if pause and container.state.get("State", {}).get("Running"):
-        from ..kernel import cgroups
         try:
             cg = cgroups.open_cgroup(container.cgroup)
             if cg.is_frozen():
@@ -96,7 +98,6 @@ def committed_config(parent: dict, container_config: dict, changes=(), author: s
     - then the ``-c`` instructions are applied on top (``CMD``, ``ENV``, ``LABEL``...);
     - ``rootfs.diff_ids`` and ``history`` are the parent's plus one entry each.
     """
-    from ..image.bootstrap import parse_changes
     config = copy.deepcopy(parent)
     runtime = {k: copy.deepcopy(container_config[k]) for k in COMMITTED_FIELDS
                if container_config.get(k) not in (None, "", [], {})}
@@ -125,10 +126,8 @@ def commit_container(container, repository: str | None = None, message: str = ""
     Works on running and stopped containers. ``repository`` (``name[:tag]``) tags it.
     If anything fails, the layer it stored is removed again.
     """
-    from ..image.bootstrap import parse_changes
     store = store or Store()
     if repository:
-        from ..image.store import normalize_name
         normalize_name(repository)          # a bad name fails before any work
     parse_changes(changes)                  # so does a bad -c instruction
     parent_id = container.image_id
@@ -172,15 +171,14 @@ def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclu
     If either side fails, what the store may have kept of the (partial) tar is removed:
     its digest is known, since the writer hashes every byte it sends.
     """
-    import threading
     read_end, write_end = os.pipe()
-    hashing = _HashingWriter(None)
+    pipe_out = os.fdopen(write_end, "wb")
+    hashing = HashingWriter(pipe_out)     # the layer's digest, known even if the store fails
     failure: list[BaseException] = []
 
     def produce():
         try:
-            with os.fdopen(write_end, "wb") as pipe:
-                hashing.f = pipe
+            with pipe_out:
                 layer_changes.layer_tar_from_upperdir(upper, hashing, lowers, exclude=exclude)
         except BrokenPipeError:
             pass                        # the store stopped reading: its error is reported
@@ -198,7 +196,7 @@ def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclu
     writer.join()
     if failure or store_error:
         # uncompressed: the blob's digest is its diff_id
-        store.discard_unreferenced([hashing.digest()], [hashing.digest()])
+        store.discard_unreferenced([hashing.digest], [hashing.digest])
         # the writer's error says why (a truncated tar is only its consequence)
         raise failure[0] if failure else store_error
     return layer
@@ -215,21 +213,6 @@ def _parent_descriptors(store: Store, image_id: str, config: dict) -> list[dict]
              "diff_id": diff_id} for d, diff_id in zip(manifest["layers"], diff_ids)]
 
 
-class _HashingWriter:
-    """Passes writes on to ``f`` and hashes them: the layer's digest comes for free
-    while the tar is written."""
-
-    def __init__(self, f):
-        self.f, self.hash = f, hashlib.sha256()
-
-    def write(self, data) -> int:
-        self.hash.update(data)
-        return self.f.write(data)
-
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
-
-
 def export_container(container, out, store: Store | None = None) -> None:
     """``docker export``: the container's whole filesystem as one flat tar (the image's
     layers with the container's changes applied), the counterpart of ``import``.
@@ -239,7 +222,6 @@ def export_container(container, out, store: Store | None = None) -> None:
     container's upper dir as the top-most *lower* dir (whiteouts and opaque dirs work in
     any layer) is mounted under ``$ROOT/tmp`` for as long as the tar takes.
     """
-    from ..kernel import mounts, syscalls
     store = store or Store()
     if container.state.get("State", {}).get("Running") and mounts.is_mountpoint(container.rootfs):
         # running: its overlay is mounted already (the container's own mounts, /proc and

@@ -2,9 +2,11 @@
 
 ``$ROOT/containers/<64-hex id>/`` holds everything minidocker knows about a container::
 
-    state.json        what ``inspect`` prints (Docker's field names)
+    state.json        what ``inspect`` prints (Docker's field names), and fields whose
+                      names start with ``_``, which it leaves out (``_MountSpecs``:
+                      -v, --mount and --tmpfs as ``create`` parsed them)
     init/             the engine's mount points (/dev, /proc, /sys, /etc/hosts...), the
-                      overlay's top lowerdir: Docker's <id>-init layer (engine/rootfs.py)
+                      overlay's top lowerdir: Docker's <id>-init layer (engine/overlay.py)
     upper/ work/      the overlay's writable layer and its scratch dir (``diff`` reads upper/)
     bundle/           the OCI runtime bundle: config.json + rootfs/ (overlay mount point)
     hostname hosts resolv.conf   bind-mounted over the container's /etc files
@@ -24,6 +26,7 @@ import shutil
 
 from .. import clock, paths
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
+from .names import random_name
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -205,7 +208,6 @@ def new_record(name: str | None, state: dict, cid: str | None = None) -> Contain
     The name check and the directory creation happen under one lock, so two ``run
     --name x`` at once cannot both get ``x``.
     """
-    from .names import random_name
     if name is not None and not NAME_RE.match(name):
         raise InvalidInput(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
     with paths.locked("containers"):

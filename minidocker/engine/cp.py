@@ -73,7 +73,7 @@ def go_file_mode(mode: int) -> int:
 def container_root(c: Container, store):
     """The host path of the container's root as its processes see it."""
     from .lifecycle import reconcile
-    from .rootfs import mount_rootfs, umount_rootfs
+    from .overlay import mount_rootfs, umount_rootfs
     from ..kernel import mounts
     reconcile(c)
     pid = c.state["State"].get("Pid")

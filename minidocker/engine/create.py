@@ -15,6 +15,10 @@ import os
 import sys
 
 from ..errors import InvalidInput, MinidockerError, NotFound
+from ..image.reference import familiar
+from ..kernel.cgroups import parse_bytes
+from . import volumes
+from .bundle import read_security_opts
 from .containers import Container, new_id, new_record
 
 def parse_env(items, env_files=()) -> list[str]:
@@ -52,29 +56,28 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     return result
 
 
-def find_image(image_ref: str, store, pull: str = "missing", out=sys.stderr) -> str:
+def find_image(image_ref: str, store, policy: str = "missing", pull=None, out=sys.stderr) -> str:
     """Resolve ``image_ref`` to an image id, pulling it when it is not here (like Docker's
-    ``--pull missing``; ``always`` pulls first, ``never`` never does)."""
-    if pull == "always":
-        from ..registry import client
-        return client.pull(image_ref, store, out=out)
+    ``--pull missing``; ``always`` pulls first, ``never`` never does).
+
+    ``pull(image_ref, store, out=...)`` fetches an image and returns its id: the front
+    end passes the registry client's. The engine never talks to a registry itself (the
+    layer contracts in pyproject.toml forbid it), so without ``pull`` a missing image
+    is simply not found."""
+    if policy == "always" and pull is not None:
+        return pull(image_ref, store, out=out)
     try:
         return store.resolve(image_ref)
-    except NotFound as missing:
-        if pull == "never":
+    except NotFound:
+        if policy == "never" or pull is None:
             raise
-        try:
-            from ..registry import client
-        except ImportError:
-            raise missing from None
-        from ..image.reference import familiar
-        print(f"Unable to find image '{familiar(image_ref)}' locally", file=out, flush=True)
-        return client.pull(image_ref, store, out=out)
+    print(f"Unable to find image '{familiar(image_ref)}' locally", file=out, flush=True)
+    return pull(image_ref, store, out=out)
 
 
 def _parse_publish(values) -> dict:
-    """``-p`` values -> ``PortBindings``. The network package is imported only when
-    there are some: ``run --network none`` need not load it."""
+    """``-p`` values -> ``PortBindings``. The network package (~16-20 ms to import) is
+    imported only when there are some: ``run --network none`` need not load it."""
     if not values:
         return {}
     from ..network.ports import parse_publish
@@ -126,8 +129,9 @@ def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> d
     }
 
 
-def host_config(opts: dict) -> dict:
-    """The ``HostConfig`` section: everything about how the host runs it."""
+def host_config(opts: dict, mounts: list[dict] = ()) -> dict:
+    """The ``HostConfig`` section: everything about how the host runs it. ``mounts``:
+    the ``--mount`` values, parsed (:func:`.volumes.parse_mount_spec`)."""
     bindings = _parse_publish(opts.get("publish"))
     cpus = opts.get("cpus")
     return {
@@ -137,7 +141,7 @@ def host_config(opts: dict) -> dict:
         "PublishAllPorts": bool(opts.get("publish_all")),
         "Links": list(opts.get("link") or ()),
         "Binds": list(opts.get("volume") or ()),
-        "Mounts": [_parse_mount(m) for m in opts.get("mount") or ()],
+        "Mounts": [volumes.shown_mount(m) for m in mounts],
         "VolumesFrom": list(opts.get("volumes_from") or ()),
         "ReadonlyRootfs": bool(opts.get("read_only")),
         "Tmpfs": dict(t.partition(":")[::2] for t in opts.get("tmpfs") or ()),
@@ -176,7 +180,6 @@ def _memory_bytes(value) -> int:
     """``-m 32m`` -> 33554432 (Docker's units; see :func:`minidocker.kernel.cgroups.parse_bytes`)."""
     if not value:
         return 0
-    from ..kernel.cgroups import parse_bytes
     return parse_bytes(value)
 
 
@@ -238,37 +241,23 @@ MIN_NANO_CPUS = 10**7
 def _checked_security_opts(opts) -> list[str]:
     """``--security-opt`` values, refused now if bad (before any record exists); a
     seccomp profile file is read and checked now, and its JSON kept."""
-    from .bundle import read_security_opts
     return read_security_opts(opts)
 
 
-def _parse_mount(spec: str) -> dict:
-    """``--mount type=bind,source=/a,target=/b,readonly`` -> a Docker Mounts entry."""
-    fields = {}
-    for part in spec.split(","):
-        k, eq, v = part.partition("=")
-        fields[k.strip().lower()] = v if eq else "true"
-    kind = fields.get("type", "volume")
-    if kind not in ("bind", "volume", "tmpfs"):
-        raise InvalidInput(f"invalid mount type: {kind}")
-    target = fields.get("target") or fields.get("destination") or fields.get("dst")
-    if not target:
-        raise InvalidInput("invalid mount config: target is required")
-    readonly = fields.get("readonly", fields.get("ro", "false")) in ("true", "1")
-    return {"Type": kind, "Source": fields.get("source") or fields.get("src") or "",
-            "Target": target, "ReadOnly": readonly}
-
-
-def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -> Container:
+def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
+                     pull=None) -> Container:
     """Make the record of a new container (nothing runs yet). Bad options fail first,
-    before an image is pulled or any record exists."""
-    hostcfg = host_config(opts)
+    before an image is pulled (with ``pull``, see :func:`find_image`) or any record
+    exists."""
+    mounts = [volumes.parse_mount_spec(m) for m in opts.get("mount") or ()]
+    hostcfg = host_config(opts, mounts)
     check_resources(hostcfg)
-    from . import volumes
-    volumes.validate(hostcfg)
+    # -v, --mount and --tmpfs are parsed once, here; the monitor mounts what the record
+    # keeps (volumes.mount_specs).
+    mount_specs = volumes.parse_mounts(hostcfg["Binds"], mounts, hostcfg["Tmpfs"])
     if hostcfg["Runtime"] not in ("minidocker", "runc"):
         raise InvalidInput(f"unknown or invalid runtime name: {hostcfg['Runtime']}")
-    image_id = find_image(image_ref, store, pull=opts.get("pull") or "missing")
+    image_id = find_image(image_ref, store, opts.get("pull") or "missing", pull)
     image_config = store.image_config(image_id)
     config = container_config(image_config, cmd, {**opts, "image_name": image_ref})
     if not (config["Entrypoint"] or config["Cmd"]):
@@ -279,7 +268,7 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict) -
         "Config": config, "HostConfig": hostcfg,
         "State": {"Status": "created", "Running": False, "Pid": 0, "ExitCode": 0,
                   "OOMKilled": False, "Error": "", "StartedAt": "", "FinishedAt": ""},
-        "NetworkSettings": {}, "Mounts": [],
+        "NetworkSettings": {}, "Mounts": [], "_MountSpecs": mount_specs,
     }
     if opts.get("endpoints"):
         # the Engine API's NetworkingConfig (aliases on a user network): the list form

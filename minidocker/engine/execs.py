@@ -28,12 +28,11 @@ from .containers import Container
 def exec_options(c: Container, user=None, workdir=None, env=()) -> dict:
     """How ``docker exec`` runs a command in ``c``: the container's user, working dir
     and environment unless overridden, and what its PID 1 got from the bundle
-    (capabilities, ``no_new_privs``, the seccomp filter)."""
+    (capabilities, ``no_new_privs``, the seccomp filter). ``c`` is reconciled by the
+    caller (``lifecycle.reconcile``: a container whose monitor died is not running)."""
     from .. import paths
     from .create import merge_env, parse_env
-    from .rootfs import lookup_user
-    from .lifecycle import reconcile
-    reconcile(c)
+    from .etc_files import lookup_user
     if not c.state["State"]["Running"]:
         raise Conflict(f"Container {c.id} is not running")
     if c.state["State"].get("Paused"):

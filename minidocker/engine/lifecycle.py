@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
+from .. import paths
 from ..errors import Conflict, InvalidInput
 from . import monitor
-from .containers import Container, delete_record, list_containers
+from .containers import Container, list_containers
 from .logs import read_records
+from .etc_files import lookup_user
 
 
 def parse_signal(name: str | int) -> int:
@@ -40,37 +43,24 @@ def reconcile(c: Container) -> Container:
         try:
             monitor.finish(c, 255)
         finally:
-            _remove_cgroup(c)
+            monitor.remove_cgroup(c)
     return c
 
 
 def reconcile_all() -> list[Container]:
     """Reconcile every container, and let the network free what dead ones left."""
     containers = [reconcile(c) for c in list_containers()]
+    # Lazy: the network package costs ~16-20 ms to import, and `run`, which imports
+    # this module, must not pay for it with --network none.
     from .. import network
     network.cleanup_stale()
     return containers
 
 
-def _remove_cgroup(c: Container) -> None:
-    """Kill whatever is left in the container's cgroup and delete the group. A group
-    the kernel will not let go (a process stuck in uninterruptible sleep) is reported
-    on stderr, not hidden."""
-    from ..kernel import cgroups
-    cg = cgroups.open_cgroup(c.cgroup)
-    try:
-        if cg.exists():
-            cg.kill_all()
-            cg.remove()
-    except OSError as e:
-        import sys
-        print(f"minidocker: warning: container {c.short_id}: cannot remove its cgroup: {e}",
-              file=sys.stderr)
-
-
 def start(c: Container, store, attach: bool, attach_clients: int = 0,
           on_listening=None) -> int | None:
-    """Start a created or exited container: attached returns its exit code.
+    """Start a created or exited container: attached returns its exit code. A ``--rm``
+    container is removed by its monitor when it exits (:func:`.monitor.auto_remove`).
 
     Detached, ``attach_clients`` clients (connected by ``on_listening``, called once the
     monitor's attach socket listens) see the output from the first byte: the API's
@@ -79,11 +69,7 @@ def start(c: Container, store, attach: bool, attach_clients: int = 0,
     if c.state["State"]["Running"]:
         return None
     if attach:
-        try:
-            return monitor.run(c, store, attach=True)
-        finally:
-            if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir):
-                remove(c.reload(), force=True)
+        return monitor.run(c, store, attach=True)
     monitor.start_detached(c, store, attach_clients=attach_clients, on_listening=on_listening)
     return None
 
@@ -130,7 +116,7 @@ def stop(c: Container, timeout: float = 10) -> None:
         except ProcessLookupError:
             pass
     c.wait_for_monitor()
-    c.reload()
+    _reload_unless_removed(c)
     c.emit("stop")
 
 
@@ -149,21 +135,25 @@ def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
                            "before attempting removal or force remove")
         kill(c, signal.SIGKILL)
         c.wait_for_monitor()
+        if not _reload_unless_removed(c):
+            return  # a --rm container: its monitor removed it on the way out
+    monitor.remove_stopped(c, volumes=volumes)
+
+
+def _reload_unless_removed(c: Container) -> bool:
+    """Re-read the record after its monitor has exited; False if the monitor removed
+    the container meanwhile (``--rm``)."""
+    try:
         c.reload()
-    monitor.umount_rootfs(c)
-    _remove_cgroup(c)
-    if volumes:
-        from . import volumes as vol
-        vol.remove_anonymous(c.state)
-    delete_record(c)
-    c.emit("destroy")
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def logs(c: Container, follow: bool = False, timestamps: bool = False, tail: str = "all",
          out=None, err=None):
     """Replay ``container.log`` to our stdout/stderr; with ``follow`` keep going until the
     container stops."""
-    import sys
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     records = list(read_records(c.log_path))
@@ -222,6 +212,7 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
     (``exec_id``, or a new one: the CLI has no exec records)."""
     from .. import runtime
     from .execs import exec_options
+    reconcile(c)
     # user, working dir, environment, and what the container's own process got from
     # its bundle: capabilities, no_new_privs and the system call filter
     kwargs = dict(exec_options(c, user, workdir, env), terminal=tty, interactive=interactive,

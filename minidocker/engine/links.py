@@ -22,6 +22,7 @@ only known then).
 from __future__ import annotations
 
 from ..errors import InvalidInput
+from .containers import resolve
 
 
 def parse_link(spec: str) -> tuple[str, str]:
@@ -49,7 +50,6 @@ def _ip_of(state: dict) -> str:
 
 def _linked(state: dict):
     """The running containers this one links to: [(alias, Container, ip)]."""
-    from .containers import resolve
     found = []
     for spec in (state.get("HostConfig") or {}).get("Links") or []:
         name, alias = parse_link(spec)

@@ -14,19 +14,26 @@ itself (attached) or a small daemon forked by ``run -d`` / ``start``. It
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import selectors
 import signal
 import sys
-import termios
-import tty
 
 from ..errors import MinidockerError
-from .containers import Container, now_iso
+from ..kernel import cgroups
+from . import links, volumes
+from .containers import Container, delete_record, now_iso
 from .logs import LogWriter
-from .rootfs import etc_files, mount_rootfs, umount_rootfs, write_hosts
+from .etc_files import etc_files, write_hosts
+from .overlay import mount_rootfs, umount_rootfs
+
+# Some imports are made inside the functions that run a container, not above: ps,
+# stop, rm and logs import this module too (through lifecycle.py) and need none of them.
+# Measured on top of what `minidocker ps` imports: the runtime package ~12 ms (and
+# bundle.py, which imports it), the network package ~16-20 ms (only a bridged container
+# needs it: `run --network none` never loads it), engine/runc.py ~1 ms (subprocess; only
+# for --runtime runc).
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -50,19 +57,20 @@ def _uses_bridge(state: dict) -> bool:
 def prepare(c: Container, store) -> list[tuple[str, str]]:
     """Mount the root filesystem, write /etc files and the bundle's config.json; returns
     the extra /etc/hosts entries (links)."""
-    from .bundle import build_spec
+    from .bundle import build_spec  # lazy: it imports the runtime (see the note on imports)
     mount_rootfs(c, store.layer_dirs(c.image_id))
     extra_env, extra_hosts, extra_mounts = [], [], []
     if c.state["HostConfig"].get("Links"):
-        from . import links
         extra_env = links.link_env(c.state)
         extra_hosts = links.hosts_entries(c.state)
     # --add-host / HostConfig.ExtraHosts: "NAME:IP" lines of /etc/hosts
     for entry in c.state["HostConfig"].get("ExtraHosts") or ():
         name, _, ip = entry.partition(":")
         extra_hosts.append((ip, name))
-    from . import volumes
-    extra_mounts = volumes.oci_mounts(c.state, c.rootfs)
+    extra_mounts, recorded = volumes.oci_mounts(c.state, c.rootfs)
+    # Recorded at once: --volumes-from and rm -v read it, also while this container runs.
+    c.update_fields(Mounts=recorded)
+    volumes.log_mounts(c.id, recorded)
     etc_files(c, c.state["Config"]["Hostname"], extra_hosts)
     build_spec(c, extra_env, extra_mounts)
     return extra_hosts
@@ -75,36 +83,31 @@ def connect_network(c: Container, pid: int, extra_hosts: list[tuple[str, str]]) 
 
     ``lo`` needs nothing from us: the runtime brings it up in every new network
     namespace (runc does the same), so ``--network none`` does not even load the
-    network package. The network hook may add entries for the container's peers on a
-    user-defined network to ``state["_extra_hosts"]``; they go into /etc/hosts with the
-    container's own address, and are not kept in state.json.
+    network package. On a user-defined network the container's peers go into its
+    /etc/hosts, with its own address (they are not kept in state.json).
     """
     if not _uses_bridge(c.state):
         return
-    from .. import network   # pyroute2 and iptables: loaded only for a bridge
-    c.state["_extra_hosts"] = []
-    try:
-        settings = network.attach_container(c.state, pid)
-    finally:
-        peers = c.state.pop("_extra_hosts", [])
+    from .. import network  # lazy: only for a bridge (see the note on imports above)
+    settings, peers = network.attach_container(c.state, pid)
     c.update_fields(NetworkSettings=settings)
     own = [(ep["IPAddress"], c.state["Config"]["Hostname"])
            for ep in settings.get("Networks", {}).values() if ep.get("IPAddress")]
-    write_hosts(c, own, list(extra_hosts) + list(peers))
+    write_hosts(c, own, list(extra_hosts) + peers)
 
 
 def disconnect_network(c: Container) -> None:
     if _uses_bridge(c.state):
-        from .. import network
+        from .. import network  # lazy: only for a bridge
         network.detach_container(c.state)
 
 
 def create_process(c: Container, stdin: int, stdout: int, stderr: int):
     """Ask the chosen runtime to create the container's init process."""
     if c.state["HostConfig"].get("Runtime") == "runc":
-        from .runc import RuncProcess
+        from .runc import RuncProcess  # lazy: only for --runtime runc
         return RuncProcess.create(c, stdin, stdout, stderr)
-    from .. import runtime
+    from .. import runtime  # lazy: only when a container runs (see the note on imports)
     return runtime.create(c.bundle, c.id, stdin=stdin, stdout=stdout, stderr=stderr)
 
 
@@ -112,7 +115,7 @@ def start_process(c: Container, proc) -> None:
     if c.state["HostConfig"].get("Runtime") == "runc":
         proc.start()
     else:
-        from .. import runtime
+        from .. import runtime  # lazy: only when a container runs
         runtime.start(proc)
 
 
@@ -204,6 +207,7 @@ def run(c: Container, store, attach: bool, on_started=None, attach_clients: int 
     finally:
         finish(c, code, proc, getattr(proc, "exec_error", None) or "")
         os.close(lock)
+        auto_remove(c)
 
 
 def finish(c: Container, code: int, proc=None, error: str = "") -> None:
@@ -227,22 +231,52 @@ def finish(c: Container, code: int, proc=None, error: str = "") -> None:
                                 OOMKilled=oom, Error=error, FinishedAt=now_iso()))
 
 
+def remove_cgroup(c: Container) -> None:
+    """Kill whatever is left in the container's cgroup and delete the group. A group
+    the kernel will not let go (a process stuck in uninterruptible sleep) is reported
+    on stderr, not hidden."""
+    cg = cgroups.open_cgroup(c.cgroup)
+    try:
+        if cg.exists():
+            cg.kill_all()
+            cg.remove()
+    except OSError as e:
+        print(f"minidocker: warning: container {c.short_id}: cannot remove its cgroup: {e}",
+              file=sys.stderr)
+
+
+def remove_stopped(c: Container, volumes: bool = False) -> None:
+    """Every trace of a container that no longer runs goes: its overlay mount, its
+    cgroup, with ``volumes`` its anonymous volumes, and its directory (``docker rm``)."""
+    umount_rootfs(c)
+    remove_cgroup(c)
+    if volumes:
+        remove_anonymous(c.state)
+    delete_record(c)
+    c.emit("destroy")
+
+
+def auto_remove(c: Container) -> None:
+    """``--rm``: the monitor removes its container once it has exited, attached or
+    detached, and also when it failed to start (before a detached start reports the
+    error). The one place ``--rm`` is handled. Done after the monitor has let go of
+    ``monitor.lock``, so that a ``wait`` or ``stop`` blocked on it can still read the
+    exit code."""
+    if not c.state["HostConfig"].get("AutoRemove") or not os.path.isdir(c.dir):
+        return
+    try:
+        c.reload()
+    except FileNotFoundError:
+        return  # ``rm -f`` got there first
+    remove_stopped(c)
+
+
 # ------------------------------------------------------------------------ I/O relay
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except OSError as e:
-            if e.errno == errno.EPIPE:
-                return
-            raise
-        data = data[n:]
-
-
 def relay_pipes(proc, pipes: dict[int, str], log: LogWriter, attach: bool, hub=None) -> None:
     """Copy the container's stdout/stderr pipes to the log (and to ours when attached,
     or to the attach clients of ``hub``), forwarding our signals to the container
     meanwhile (Docker's ``--sig-proxy``)."""
+    from ..runtime.pty import write_all  # lazy: only when a container runs
     previous = {}
     if attach:
         def forward(signum, _frame):
@@ -277,7 +311,7 @@ def relay_pipes(proc, pipes: dict[int, str], log: LogWriter, attach: bool, hub=N
                 stream = pipes[key.fd]
                 log.write(stream, data)
                 if attach:
-                    _write_all(target[stream], data)
+                    write_all(target[stream], data)
                 if hub is not None:
                     hub.broadcast(target[stream], data)
     finally:
@@ -289,6 +323,10 @@ def relay_pipes(proc, pipes: dict[int, str], log: LogWriter, attach: bool, hub=N
 def relay_terminal(proc, log: LogWriter, attach: bool, interactive: bool, hub=None) -> None:
     """Copy between the container's pty and our terminal (raw mode, window size), or
     the attach clients of ``hub``."""
+    import errno
+    import termios
+    import tty
+    from ..runtime.pty import write_all  # lazy: only when a container runs
     master = proc.master_fd
     our_tty = attach and os.isatty(0)
     saved = None
@@ -332,7 +370,7 @@ def relay_terminal(proc, log: LogWriter, attach: bool, interactive: bool, hub=No
                         break
                     log.write("stdout", data)
                     if attach:
-                        _write_all(1, data)
+                        write_all(1, data)
                     if hub is not None:
                         hub.broadcast(1, data)
                 else:
@@ -340,7 +378,7 @@ def relay_terminal(proc, log: LogWriter, attach: bool, interactive: bool, hub=No
                     if not data:
                         sel.unregister(0)
                         continue
-                    _write_all(master, data)
+                    write_all(master, data)
             if done:
                 break
     finally:
@@ -416,10 +454,4 @@ def _daemon_monitor(c: Container, store, report_fd: int, attach_clients: int = 0
         except OSError:
             pass
         code = 1
-    if c.state["HostConfig"].get("AutoRemove"):
-        from .lifecycle import remove
-        try:
-            remove(c.reload(), force=True)
-        except Exception:
-            pass
     return code

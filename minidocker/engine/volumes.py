@@ -35,6 +35,7 @@ import shutil
 
 from .. import clock, paths
 from ..errors import Conflict, InvalidInput, NotFound
+from .containers import list_containers, resolve
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
@@ -120,7 +121,6 @@ def is_anonymous(record: dict) -> bool:
 
 def users(name: str) -> list[str]:
     """Ids of the containers (running or not) that mount volume ``name``."""
-    from .containers import list_containers
     found = []
     for c in list_containers():
         if name in volume_names_of(c.state):
@@ -131,14 +131,8 @@ def users(name: str) -> list[str]:
 def volume_names_of(state: dict) -> set[str]:
     """The volumes a container uses: recorded Mounts, plus -v / --mount not yet mounted."""
     names = {m.get("Name") for m in state.get("Mounts") or [] if m.get("Type") == "volume"}
-    host_config = state.get("HostConfig") or {}
-    for spec in host_config.get("Binds") or []:
-        source = spec.split(":")[0]
-        if ":" in spec and not source.startswith("/"):
-            names.add(source)
-    for m in host_config.get("Mounts") or []:
-        if m.get("Type") == "volume" and m.get("Source"):
-            names.add(m["Source"])
+    names |= {spec["Source"] for spec in mount_specs(state)
+              if spec["Type"] == "volume" and spec["Source"]}
     names.discard(None)
     return names
 
@@ -212,7 +206,7 @@ def _check_target(target: str, kind: str) -> str:
 
 
 def parse_volume_spec(spec: str) -> dict:
-    """``-v`` -> a mount description ``{Type, Source, Target, ReadOnly, NoCopy}``:
+    """``-v`` -> a mount description ``{Type, Source, Target, ReadOnly, NoCopy, CreateSource}``:
 
     ``/ctr``              an anonymous volume
     ``NAME:/ctr[:OPTS]``  a named volume
@@ -257,7 +251,7 @@ def normalise_mount(m: dict) -> dict:
     low = {k.lower(): v for k, v in m.items()}
     kind = str(low.get("type") or "volume")
     if kind not in ("bind", "volume", "tmpfs"):
-        raise InvalidInput(f"invalid mount type: {kind!r}; expected bind, volume or tmpfs")
+        raise InvalidInput(f"invalid mount type: {kind}")
     target = low.get("target") or low.get("destination") or low.get("dst")
     if not target:
         raise InvalidInput("invalid mount config: target is required")
@@ -284,29 +278,63 @@ def normalise_mount(m: dict) -> dict:
     return desc
 
 
-def validate(host_config: dict) -> None:
-    """Check ``-v`` / ``--mount`` / ``--tmpfs`` syntax at ``create`` time, as Docker does,
-    so that a typo is refused before a container record exists (no side effects)."""
-    targets = []
-    for spec in host_config.get("Binds") or []:
-        targets.append(parse_volume_spec(spec)["Target"])
-    for m in host_config.get("Mounts") or []:
-        targets.append(normalise_mount(m)["Target"])
-    for target in host_config.get("Tmpfs") or {}:
-        targets.append(_check_target(target, "tmpfs"))
+def parse_tmpfs_spec(target: str, options: str = "") -> dict:
+    """``--tmpfs /run[:OPTS]`` (``HostConfig.Tmpfs``: target -> options) -> a mount
+    description; OPTS (``size=1m,mode=1777``) go to the tmpfs as they are."""
+    return {"Type": "tmpfs", "Source": "", "Target": _check_target(target, "tmpfs"),
+            "ReadOnly": False, "NoCopy": False, "CreateSource": False,
+            "TmpfsOptions": [o for o in options.split(",") if o]}
+
+
+def parse_mounts(binds=(), mounts=(), tmpfs=None) -> list[dict]:
+    """A container's ``-v`` strings (``binds``), ``--mount`` descriptions (``mounts``, from
+    :func:`parse_mount_spec` or :func:`normalise_mount`) and ``--tmpfs`` (``tmpfs``:
+    target -> options) -> its list of mount descriptions, in that order, checked as
+    Docker checks them at ``create`` (so that a typo is refused before a container
+    record exists; no side effects). A target used twice is an error.
+
+    ``create`` keeps the result in the record (``_MountSpecs``): the monitor mounts what
+    was parsed then, rather than parsing the strings again (see :func:`mount_specs`)."""
+    specs = [parse_volume_spec(spec) for spec in binds or ()]
+    specs += [dict(m) for m in mounts or ()]
+    specs += [parse_tmpfs_spec(target, options or "") for target, options in (tmpfs or {}).items()]
+    targets = [spec["Target"] for spec in specs]
     for target in targets:
         if targets.count(target) > 1:
             raise InvalidInput(f"Duplicate mount point: {target}")
+    return specs
+
+
+def shown_mount(desc: dict) -> dict:
+    """A ``--mount`` description as ``inspect`` shows it in ``HostConfig.Mounts``
+    (Docker's field names)."""
+    return {"Type": desc["Type"], "Source": desc["Source"], "Target": desc["Target"],
+            "ReadOnly": desc["ReadOnly"]}
+
+
+def mount_specs(state: dict) -> list[dict]:
+    """A container's own mounts as :func:`parse_mounts` made them at ``create`` (copies:
+    the caller may fill in a volume's name). A record written before minidocker kept
+    them has only ``HostConfig``'s strings: they are parsed now, the same way."""
+    specs = state.get("_MountSpecs")
+    if specs is None:
+        host_config = state.get("HostConfig") or {}
+        return parse_mounts(host_config.get("Binds"),
+                            [normalise_mount(m) for m in host_config.get("Mounts") or []],
+                            host_config.get("Tmpfs"))
+    return [dict(spec) for spec in specs]
 
 
 # ----------------------------------------------------------------------- the hook
-def oci_mounts(state: dict, rootfs: str) -> list[dict]:
-    """The OCI ``mounts`` entries for a container about to start (the engine's hook).
+def oci_mounts(state: dict, rootfs: str) -> tuple[list[dict], list[dict]]:
+    """The OCI ``mounts`` entries for a container about to start, and what they mount
+    in Docker's inspect format (the record's ``Mounts``, which ``--volumes-from`` and
+    ``rm -v`` read; the engine writes it into state.json, this function writes no
+    record).
 
     Order of precedence for one destination (later wins): ``--volumes-from``, the
     image's ``VOLUME``s, ``-v``, ``--mount``, ``--tmpfs``. Volumes are created as
-    needed and filled from the image (copy-up) when empty. ``state["Mounts"]`` is set to
-    what was mounted, in Docker's inspect format.
+    needed and filled from the image (copy-up) when empty.
     """
     wanted: dict[str, dict] = {}
     for desc in _volumes_from(state):
@@ -319,18 +347,7 @@ def oci_mounts(state: dict, rootfs: str) -> list[dict]:
         name = old.get("Name", "") if old and old.get("Type") == "volume" else ""
         wanted[target] = {"Type": "volume", "Source": name, "Target": target,
                           "ReadOnly": False, "NoCopy": False}
-    host_config = state.get("HostConfig") or {}
-    user_specified: list[dict] = [parse_volume_spec(s) for s in host_config.get("Binds") or []]
-    user_specified += [normalise_mount(m) for m in host_config.get("Mounts") or []]
-    for target, options in (host_config.get("Tmpfs") or {}).items():
-        user_specified.append({"Type": "tmpfs", "Source": "", "Target": _check_target(target, "tmpfs"),
-                               "ReadOnly": False, "NoCopy": False,
-                               "TmpfsOptions": [o for o in options.split(",") if o]})
-    seen = set()
-    for desc in user_specified:
-        if desc["Target"] in seen:
-            raise InvalidInput(f"Duplicate mount point: {desc['Target']}")
-        seen.add(desc["Target"])
+    for desc in mount_specs(state):
         if desc["Type"] == "volume" and not desc["Source"]:
             old = previous.get(desc["Target"])
             if old and old.get("Type") == "volume":
@@ -342,37 +359,21 @@ def oci_mounts(state: dict, rootfs: str) -> list[dict]:
         entry, record = _realise(wanted[target], rootfs)
         entries.append(entry)
         recorded.append(record)
-    state["Mounts"] = recorded
-    _save_mounts(state)
+    return entries, recorded
+
+
+def log_mounts(container_id: str, recorded: list[dict]) -> None:
+    """A ``mount`` event per volume the container gets at its start, as Docker logs
+    them: the container, where, read/write or not."""
     for m in recorded:
         if m["Type"] == "volume":
-            _emit(m["Name"], "mount", container=state.get("Id", ""), destination=m["Destination"],
+            _emit(m["Name"], "mount", container=container_id, destination=m["Destination"],
                   propagation=m["Propagation"], **{"read/write": str(m["RW"]).lower()})
-    return entries
-
-
-def _save_mounts(state: dict) -> None:
-    """Write ``Mounts`` into the container's state.json at once: ``--volumes-from`` and
-    ``rm -v`` read it from there, also while this container runs."""
-    cid = state.get("Id")
-    if not cid:
-        return
-    path = os.path.join(paths.data_root(), "containers", cid, "state.json")
-    with paths.locked(f"container-{cid}"):
-        try:
-            on_disk = paths.read_json(path)
-        except FileNotFoundError:
-            return
-        if on_disk.get("Mounts") == state["Mounts"]:
-            return  # unchanged (a container without volumes): no write, no fsync
-        on_disk["Mounts"] = state["Mounts"]
-        paths.write_json(path, on_disk)
 
 
 def _volumes_from(state: dict) -> list[dict]:
     """``--volumes-from C[:ro|:rw]``: every volume and bind mount of container C, at the
     same places, read-only if asked (else with C's own mode)."""
-    from .containers import resolve
     found = []
     for spec in (state.get("HostConfig") or {}).get("VolumesFrom") or []:
         ref, _, mode = spec.partition(":")
@@ -428,7 +429,9 @@ def copy_up(rootfs: str, target: str, volume_data: str) -> bool:
     """Fill an *empty* volume with what the image has at ``target`` (Docker's copy-up).
     Owners, modes, times and symlinks are kept; the directory's own owner and mode too,
     so a volume over ``/var/lib/mysql`` stays writable for the ``mysql`` user."""
-    from ..runtime.rootfs import path_in_root
+    # Lazy: the runtime package costs ~12 ms to import, and ps, stop and rm import
+    # this module (through the monitor) without copying anything up.
+    from ..runtime.rootfs_setup import path_in_root
     if not rootfs or os.listdir(volume_data):
         return False
     source = path_in_root(rootfs, target)

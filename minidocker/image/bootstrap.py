@@ -17,9 +17,7 @@ locally, then stores them exactly as a pulled image would be stored:
 
 from __future__ import annotations
 
-import bz2
 import json
-import lzma
 import os
 import shlex
 import shutil
@@ -30,9 +28,9 @@ import tempfile
 
 from .. import clock
 from ..errors import InvalidInput, MinidockerError
-from . import reference
-from .rootfs import make_busybox_rootfs
-from .store import Store, detect_compression, new_config, scratch_prefix
+from . import compression, reference
+from .busybox import make_busybox_rootfs
+from .store import Store, new_config, scratch_prefix
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -173,40 +171,10 @@ def _layer_stream(src):
     ``docker import`` accepts gzip, bzip2, xz (and zstd) archives. gzip and zstd are
     valid OCI layer encodings and are stored as they come; bzip2 and xz are not, so
     they are decompressed on the fly (streaming, never whole in memory)."""
-    head = src.read(8)
-    kind = detect_compression(head)
-    src = _Peeked(head, src)
-    if kind == "bzip2":
-        return bz2.BZ2File(src, mode="rb")
-    if kind == "xz":
-        return lzma.LZMAFile(src, mode="rb")
-    return src
-
-
-class _Peeked:
-    """A reader that replays a few already-read bytes before the rest of ``raw``."""
-
-    def __init__(self, head: bytes, raw):
-        self.head, self.raw = head, raw
-
-    def read(self, n=-1):
-        if self.head:
-            if n is None or n < 0:
-                data, self.head = self.head + self.raw.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            if len(data) < n:
-                data += self.raw.read(n - len(data))
-            return data
-        return self.raw.read(n)
-
-    def readinto(self, buf):
-        data = self.read(len(buf))
-        buf[:len(data)] = data
-        return len(data)
-
-    def readable(self):
-        return True
+    kind, stream = compression.sniff(src)
+    if kind in ("bzip2", "xz"):
+        return compression.Decompressed(stream, kind)
+    return stream
 
 
 def parse_changes(changes, base: dict | None = None) -> dict:
@@ -294,12 +262,8 @@ def import_tarball(src, tag: str | None, source_name: str = "-", message: str = 
     config_section = parse_changes(changes)
     try:
         layer = store.add_layer(_layer_stream(src))
-    except (EOFError, lzma.LZMAError) as e:
-        raise InvalidInput(f"invalid archive: {e}") from None
-    except OSError as e:
-        if e.errno is not None:
-            raise
-        raise InvalidInput(f"invalid archive: {e}") from None
+    except compression.CorruptData as e:
+        raise InvalidInput(f"invalid archive: {e.detail}") from None
     created = clock.rfc3339(_source_date_epoch())
     config = new_config(diff_ids=[layer["diff_id"]], created=created,
                         comment=message or f"Imported from {source_name}")

@@ -31,20 +31,26 @@ image records change only under the ``store`` lock (``paths.locked``).
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 
 from .. import clock, paths
-from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
+from ..kernel import processes
 from . import reference
+from .hashing import HashingReader, HashingWriter
 
-# Not imported here, but where they are used: hashlib (loading OpenSSL), tarfile (via
-# .unpack), subprocess and the decompressors. ``run`` reads the store but hashes,
-# unpacks and decompresses nothing, and should not pay ~5 ms for them at every start.
+# Not imported here, but where they are used: .compression (gzip, subprocess: ~5 ms)
+# and .unpack (tarfile). ``run`` reads the store but unpacks and decompresses nothing,
+# and should not pay for them at every start (hashlib waits in .hashing for the same
+# reason).
 
 CHUNK = 1 << 20
 
@@ -59,26 +65,6 @@ MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 STORE_LOCK = "store"
 
-# Magic numbers at the start of a compressed stream.
-_MAGIC = {
-    b"\x1f\x8b": "gzip",
-    b"\x28\xb5\x2f\xfd": "zstd",
-    b"BZh": "bzip2",
-    b"\xfd7zXZ\x00": "xz",
-}
-
-
-def new_sha256():
-    """A sha256 hasher (hashlib imported on first use: see the imports)."""
-    import hashlib
-    return hashlib.sha256()
-
-
-def sha256_hex(data: bytes) -> str:
-    h = new_sha256()
-    h.update(data)
-    return h.hexdigest()
-
 
 def split_digest(digest: str) -> str:
     """``sha256:<hex>`` -> ``<hex>``, refusing anything else (the hex becomes a file name,
@@ -90,80 +76,6 @@ def split_digest(digest: str) -> str:
     return hexpart
 
 
-def detect_compression(head: bytes) -> str | None:
-    """Which compression a stream uses, from its first bytes (None = plain tar)."""
-    for magic, name in _MAGIC.items():
-        if head.startswith(magic):
-            return name
-    return None
-
-
-class _HashingReader:
-    """A file-like wrapper that hashes (and counts) everything read through it."""
-
-    def __init__(self, raw):
-        self.raw = raw
-        self.hash = new_sha256()
-        self.size = 0
-
-    def read(self, n=-1):
-        data = self.raw.read(n)
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self):
-        """Read the rest (a tar ends with zero blocks and padding that tarfile may leave
-        unread; they belong to the diff_id all the same)."""
-        while self.read(CHUNK):
-            pass
-
-
-class _Decompressed:
-    """Context manager: a readable stream of the uncompressed bytes of ``path``."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.proc = None
-        self.files = []
-
-    def __enter__(self):
-        raw = open(self.path, "rb")
-        self.files.append(raw)
-        kind = detect_compression(raw.read(8))
-        raw.seek(0)
-        if kind is None:
-            return raw
-        import bz2, gzip, lzma, subprocess  # noqa: E401  (see the imports at the top)
-        if kind == "gzip":
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")
-        elif kind == "bzip2":
-            stream = bz2.BZ2File(raw, mode="rb")
-        elif kind == "xz":
-            stream = lzma.LZMAFile(raw, mode="rb")
-        else:  # zstd: not in Python's standard library; the zstd tool streams it
-            if not shutil.which("zstd"):
-                raw.close()
-                raise MinidockerError("a zstd-compressed layer needs the 'zstd' program "
-                                      "(apt-get install zstd)")
-            self.proc = subprocess.Popen(["zstd", "-dcq", "--", self.path],
-                                         stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            stream = self.proc.stdout
-        self.files.append(stream)
-        return stream
-
-    def __exit__(self, *exc):
-        for f in reversed(self.files):
-            f.close()
-        if self.proc is not None:
-            self.proc.kill()
-            code = self.proc.wait()
-            if exc[0] is None and code not in (0, -9):
-                raise InvalidInput(f"corrupt zstd layer blob {os.path.basename(self.path)}")
-        return False
-
-
 class BlobWriter:
     """See :meth:`Store.new_blob`. If the ``with`` block fails, nothing is stored."""
 
@@ -171,14 +83,15 @@ class BlobWriter:
         self.store = store
         fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix=scratch_prefix("blob"))
         self.file = os.fdopen(fd, "wb")
-        self.hash = new_sha256()
-        self.size = 0
+        self.hashing = HashingWriter(self.file)
         self.digest = None
 
+    @property
+    def size(self) -> int:
+        return self.hashing.size
+
     def write(self, data) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return self.file.write(data)
+        return self.hashing.write(data)
 
     def writable(self):
         return True
@@ -199,7 +112,7 @@ class BlobWriter:
                 os.fsync(self.file.fileno())
             self.file.close()
             if exc_type is None:
-                self.digest = "sha256:" + self.hash.hexdigest()
+                self.digest = self.hashing.digest
                 os.chmod(self.tmp, 0o644)
                 os.rename(self.tmp, self.store.blob_path(self.digest))
         finally:
@@ -282,24 +195,20 @@ class Store:
         if expected is not None:
             split_digest(expected)
         if isinstance(src, (bytes, bytearray, memoryview)):
-            import io
             src = io.BytesIO(bytes(src))
         self._ensure_dirs()
-        hasher = new_sha256()
-        size = 0
+        reader = HashingReader(src)
         fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix=scratch_prefix("blob"))
         try:
             with os.fdopen(fd, "wb") as out:
                 while True:
-                    chunk = src.read(CHUNK)
+                    chunk = reader.read(CHUNK)
                     if not chunk:
                         break
-                    hasher.update(chunk)
                     out.write(chunk)
-                    size += len(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            digest = "sha256:" + hasher.hexdigest()
+            digest = reader.digest
             if expected is not None and digest != expected:
                 raise InvalidInput(f"digest mismatch for blob {expected}: got {digest}")
             os.chmod(tmp, 0o644)
@@ -307,7 +216,7 @@ class Store:
         except BaseException:
             _unlink_quietly(tmp)
             raise
-        return digest, size
+        return digest, reader.size
 
     def new_blob(self) -> "BlobWriter":
         """A writable file that becomes a blob when closed: ``with store.new_blob() as
@@ -374,6 +283,7 @@ class Store:
                 "digest": digest, "size": size, "diff_id": diff_id}
 
     def _blob_compression(self, digest: str) -> str | None:
+        from .compression import detect_compression  # lazy: see the imports
         with self.open_blob(digest) as f:
             return detect_compression(f.read(8))
 
@@ -381,22 +291,21 @@ class Store:
         """Unpack a stored layer blob into a temp dir while hashing the uncompressed
         stream (the diff_id), then rename the dir to ``layers/<diff_id hex>``."""
         self._ensure_dirs()
-        import lzma, zlib  # noqa: E401  (see the imports at the top)
-        from . import unpack
+        from . import compression, unpack  # lazy: see the imports
         tmp = tempfile.mkdtemp(dir=self.tmp_dir, prefix=scratch_prefix("layer"))
         try:
             try:
-                with _Decompressed(self.blob_path(digest)) as stream:
-                    reader = _HashingReader(stream)
-                    content_size = unpack.apply_layer(reader, tmp)
-                    reader.drain()
-            except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
-                if isinstance(e, OSError) and e.errno is not None:
-                    raise
-                raise InvalidInput(f"corrupt layer blob {digest}: {e}") from None
+                with open(self.blob_path(digest), "rb") as raw:
+                    _, stream = compression.uncompressed(raw)
+                    with stream:
+                        reader = HashingReader(stream)
+                        content_size = unpack.apply_layer(reader, tmp)
+                        reader.drain()
+            except compression.CorruptData as e:
+                raise InvalidInput(f"corrupt layer blob {digest}: {e.detail}") from None
             except InvalidInput as e:
                 raise InvalidInput(f"layer blob {digest}: {e}") from None
-            diff_id = "sha256:" + reader.hash.hexdigest()
+            diff_id = reader.digest
             # Data on disk before the rename makes the layer visible: after a crash a
             # layer directory is complete or absent, never full of empty files.
             sync_filesystem(tmp)
@@ -739,7 +648,7 @@ class Store:
             for name in _listdir(self.tmp_dir):
                 path = os.path.join(self.tmp_dir, name)
                 owner = scratch_owner(name)
-                if owner is not None and _process_alive(owner):
+                if owner is not None and processes.is_alive(*owner):
                     continue  # still being written (a long debootstrap, a big pull)
                 if owner is None and not old_enough(path, max(grace_seconds, 86400)):
                     continue  # someone else's scratch file: only when surely stale
@@ -762,25 +671,20 @@ class Store:
 
 # ====================================================================== module helpers
 def scratch_prefix(kind: str) -> str:
-    """Name prefix for scratch files in ``$ROOT/tmp``: ``layer-<pid>-``. The pid lets
-    ``image prune`` tell the leftovers of a crashed command from work in progress."""
-    return f"{kind}-{os.getpid()}-"
+    """Name prefix for scratch files in ``$ROOT/tmp``: ``layer-<pid>-<start time>-``.
+    The owner's pid and start time let ``image prune`` tell the leftovers of a crashed
+    command from work in progress (a pid alone may belong to a new process by then)."""
+    pid = os.getpid()
+    return f"{kind}-{pid}-{processes.start_time(pid)}-"
 
 
-def scratch_owner(name: str) -> int | None:
-    import re
-    match = re.match(r"^[a-z][a-z-]*?-(\d+)-", name)
-    return int(match.group(1)) if match else None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def scratch_owner(name: str) -> tuple[int, int | None] | None:
+    """``(pid, start time)`` of the process that made scratch file ``name``; the start
+    time is None in a name from before it was recorded (``layer-<pid>-...``)."""
+    match = re.match(r"^[a-z][a-z-]*?-(\d+)-(?:(\d+)-)?", name)
+    if not match:
+        return None
+    return int(match.group(1)), (int(match.group(2)) if match.group(2) else None)
 
 
 def old_enough(path: str, seconds: float) -> bool:
@@ -795,7 +699,6 @@ def old_enough(path: str, seconds: float) -> bool:
 def sync_filesystem(path: str) -> None:
     """``syncfs(2)``: write the dirty data of the filesystem holding ``path`` to disk
     (much cheaper than an fsync of every file of a layer, one by one)."""
-    import ctypes
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         libc = ctypes.CDLL(None, use_errno=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 
 from .syscalls import _load_libc
 
@@ -166,7 +167,6 @@ def bounding_set() -> int:
 
 def capget() -> tuple[int, int, int]:
     """``(effective, permitted, inheritable)`` of the calling thread, as bitmasks."""
-    import platform
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.syscall(_SYS_CAPGET[platform.machine()], ctypes.byref(header), data), "capget")
@@ -181,7 +181,6 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     within permitted (inheritable also within bounding, unless we hold CAP_SETPCAP).
     Version 3 of the interface splits each 64-bit set into two 32-bit halves.
     """
-    import platform
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     for half in (0, 1):

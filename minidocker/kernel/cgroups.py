@@ -39,6 +39,7 @@ import signal
 import time
 
 from ..errors import InvalidInput, MinidockerError
+from . import processes
 
 #: Where the cgroup filesystem(s) are mounted on every mainstream distribution.
 DEFAULT_MOUNTPOINT = "/sys/fs/cgroup"
@@ -173,17 +174,6 @@ def _write(path: str, value, what: str) -> None:
         raise CgroupError(f"cannot {what}: write {text!r} to {path}: {e.strerror}") from None
     finally:
         os.close(fd)
-
-
-def _is_live(pid: int) -> bool:
-    """True unless ``pid`` is gone or a zombie. The kernel drops a process from its
-    cgroup when it exits, before its parent reaps it, so a zombie is in no group."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _check_relpath(relpath: str) -> str:
@@ -334,7 +324,9 @@ class Cgroup:
             for directory in (d for d, _, _ in os.walk(top)) if recursive else [top]:
                 text = _read(os.path.join(directory, "cgroup.procs")) or ""
                 found.update(int(p) for p in text.split() if p.isdigit())
-        return sorted(p for p in found if _is_live(p))
+        # A process is dropped from its cgroup when it exits, before its parent reaps
+        # it: a zombie still listed here is in no group any more.
+        return sorted(p for p in found if processes.is_alive(p))
 
     def kill_all(self, timeout: float = 5.0) -> None:
         """SIGKILL every process in the group and wait until it is empty.

@@ -23,16 +23,20 @@ def make_private(path: str = "/") -> None:
     syscalls.mount(None, path, None, MS_REC | MS_PRIVATE)
 
 
-def bind_mount(source: str, target: str, readonly: bool = False, recursive: bool = True) -> None:
-    """Make ``source`` visible at ``target`` too (``mount --bind``).
+def bind_mount(source: str, target: str, readonly: bool = False, recursive: bool = True,
+               flags: int = 0) -> None:
+    """Make ``source`` visible at ``target`` too (``mount --rbind``; ``--bind`` with
+    ``recursive=False``: then the mounts below ``source`` do not come along).
 
-    A bind mount ignores the read-only flag on the first call: the kernel only applies
-    ``MS_RDONLY`` to a bind mount on a remount, hence the second call.
+    A bind mount ignores per-mount flags on the first call: the kernel applies
+    ``MS_RDONLY`` (and ``MS_NOSUID``, ``MS_NODEV``, ``MS_NOEXEC``..., given in ``flags``)
+    to a bind mount only on a remount, hence the second call. The container runtime
+    mounts volumes and the /etc files this way.
     """
-    flags = MS_BIND | (MS_REC if recursive else 0)
-    syscalls.mount(source, target, None, flags)
-    if readonly:
-        syscalls.mount(None, target, None, flags | MS_REMOUNT | MS_RDONLY)
+    syscalls.mount(source, target, None, MS_BIND | (MS_REC if recursive else 0))
+    extra = flags | (MS_RDONLY if readonly else 0)
+    if extra:
+        syscalls.mount(None, target, None, MS_BIND | MS_REMOUNT | extra)
 
 
 def mount_proc(target: str = "/proc") -> None:

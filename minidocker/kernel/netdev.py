@@ -8,8 +8,11 @@ down (the "Network Namespace" slide): even 127.0.0.1 does not work until it is u
 from __future__ import annotations
 
 import fcntl
+import os
 import socket
 import struct
+
+from .namespaces import enter
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -30,8 +33,6 @@ def set_link_up_in(pid: int, name: str = "lo") -> None:
     ``setns`` changes the namespace of the calling *thread*, so we do it in a short-lived
     forked child and leave the caller where it was.
     """
-    import os
-    from .namespaces import enter
     child = os.fork()
     if child == 0:
         code = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 
 # --- clone(2)/unshare(2) flags: one bit per kind of namespace (<linux/sched.h>) -------
 CLONE_NEWNS = 0x00020000      # mount namespace (the first one, hence the vague name)
@@ -142,7 +143,6 @@ def pivot_root(new_root: str, put_old: str) -> None:
     root: the old root is stacked on top of the new one, and ``umount2(".",
     MNT_DETACH)`` takes it away.
     """
-    import platform
     number = _SYS_PIVOT_ROOT.get(platform.machine())
     if number is None:
         raise OSError(38, f"pivot_root: unknown syscall number on {platform.machine()}")

@@ -20,7 +20,12 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
+
+from .. import paths
+from ..errors import Conflict
+from . import firewall, records
 
 
 def exists(name: str) -> bool:
@@ -53,7 +58,6 @@ def ensure(name: str, gateway: str, prefixlen: int) -> bool:
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found and not is_bridge(name):
-            from ..errors import Conflict
             raise Conflict(f"cannot use {name} as a bridge: an interface of another kind has that name")
         if not found:
             try:
@@ -119,7 +123,6 @@ REGISTRY_DIR = "/run/minidocker/bridges"
 
 
 def register(name: str, root: str, network: str) -> None:
-    import json
     os.makedirs(REGISTRY_DIR, exist_ok=True)
     with open(os.path.join(REGISTRY_DIR, name), "w") as f:
         json.dump({"root": root, "network": network}, f)
@@ -134,7 +137,6 @@ def unregister(name: str) -> None:
 
 def orphans() -> list[str]:
     """Bridges whose data root no longer has their network, and with nothing plugged in."""
-    import json
     found = []
     try:
         names = os.listdir(REGISTRY_DIR)
@@ -150,3 +152,24 @@ def orphans() -> list[str]:
         if not os.path.exists(record) and not ports(name):
             found.append(name)
     return found
+
+
+# ------------------------------------------------------------------ a network's bridge, whole
+def set_up(rec: dict) -> None:
+    """The bridge of network ``rec`` as its containers need it: the Linux bridge with
+    the gateway's address (:func:`ensure`), registered as this data root's
+    (:func:`register`), and its firewall rules (egress NAT, forwarding). Idempotent.
+    Call with :class:`.firewall.host_lock` held."""
+    name, subnet = records.bridge_name(rec), records.subnet_of(rec)
+    ensure(name, records.gateway_of(rec), subnet.prefixlen)
+    register(name, paths.data_root(), rec["Name"])
+    firewall.add_bridge(name, str(subnet), bool(rec.get("Internal")))
+
+
+def take_down(name: str) -> None:
+    """Undo :func:`set_up`: the bridge goes, with its registration and its firewall
+    rules (and our chains, once no rule is left in them). Call with
+    :class:`.firewall.host_lock` held."""
+    delete(name)
+    unregister(name)
+    firewall.remove_bridge(name)

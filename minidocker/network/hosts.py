@@ -14,6 +14,7 @@ are rewritten in place: read, change, write back over the same inode.
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import os
 
 from .. import paths
@@ -72,7 +73,6 @@ def remove_addresses(path: str, addresses) -> bool:
 def remove_subnet(path: str, subnet) -> bool:
     """Drop every entry for an address in ``subnet`` (an ``ipaddress`` network): what a
     container knew of a network it left -- its peers there, and its own address."""
-    import ipaddress
 
     def inside(line):
         try:

@@ -37,12 +37,13 @@ import json
 import os
 
 from .. import paths
+from ..kernel import processes
 from ..errors import Conflict
-from . import networks
+from . import records
 
 
 def leases_path(network_name: str) -> str:
-    return os.path.join(networks.network_dir(network_name), "leases.json")
+    return os.path.join(records.network_dir(network_name), "leases.json")
 
 
 def load(network_name: str) -> dict:
@@ -56,21 +57,11 @@ def save(network_name: str, table: dict) -> None:
     paths.write_json(leases_path(network_name), table)
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of ``/proc/PID/stat``: when the process started, in clock ticks since
-    boot. A pid can be reused after its process dies; pid *and* start time cannot."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # the command name (field 2) is in parentheses and may contain spaces: split after it
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
 def lease_is_alive(lease: dict) -> bool:
-    pid = lease.get("Pid")
-    return bool(pid) and process_start_time(pid) == lease.get("PidStart")
+    """Is the container that holds ``lease`` still running? Its init's pid *and* start
+    time (``PidStart``) must match: a pid alone may have been given to a new process."""
+    pid, started = lease.get("Pid"), lease.get("PidStart")
+    return bool(pid) and started is not None and processes.is_alive(pid, started)
 
 
 CLAIMS_DIR = "/run/minidocker/addresses"

@@ -24,6 +24,7 @@ exits), the kernel destroys the inner end, and with it the whole pair.
 from __future__ import annotations
 
 import errno
+import os
 
 
 def host_name(container_id: str, index: int = 0) -> str:
@@ -47,7 +48,6 @@ def interface_index(ifname: str) -> int:
 def names_left(container_id: str, index: int | None = None) -> list[str]:
     """The interfaces of this container's pairs still in the host's namespace (all of
     them, or those of ``eth<index>``)."""
-    import os
     if index is not None:
         wanted = (host_name(container_id, index), peer_name(container_id, index))
         return [n for n in wanted if os.path.exists(f"/sys/class/net/{n}")]

@@ -40,7 +40,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .. import paths
 from ..errors import InvalidInput, MinidockerError, NotFound
+from ..image import reference
+from ..image.store import Store, canonical_json, host_architecture
 from . import digest as digests
+from . import transport
 from .progress import Progress, short_id
 from .transport import Registry
 
@@ -81,7 +84,6 @@ def _registry_for(ref, credentials: tuple[str, str] | None = None) -> Registry:
 
 
 def _reference(ref: str):
-    from ..image import reference
     return reference.parse(ref)
 
 
@@ -115,7 +117,7 @@ class _Body:
         self.done = False
 
     def read(self, n: int = -1) -> bytes:
-        import requests
+        import requests  # lazy, as in .transport: ~170 ms, loaded there by the request
         import urllib3
         if self.cancel is not None and self.cancel.is_set():
             raise MinidockerError("pull cancelled")
@@ -137,7 +139,6 @@ class _Body:
     def _resume(self, lost: MinidockerError) -> None:
         """Ask for the rest of the blob (see the class docstring), or give up with
         ``lost`` when there is no way or no try left."""
-        from . import transport
         if self.reopen is None or self.resumes >= len(transport.RETRY_DELAYS):
             raise lost from None
         delay = transport.RETRY_DELAYS[self.resumes]
@@ -178,39 +179,6 @@ def _reopener(registry: Registry, url: str):
     return reopen
 
 
-class _CheckedStream:
-    """Checks the size as the bytes pass, and at the end of the stream, so that a
-    truncated blob is reported as such and a server cannot send more than announced.
-
-    With ``hash_it`` the digest is checked here too; a layer streamed into
-    ``store.add_layer(..., expected=digest)`` skips that, because the store hashes what
-    it writes and refuses a blob whose digest is not the expected one (hashing twice
-    would cost a second pass over every byte)."""
-
-    def __init__(self, body, expected_digest, expected_size, what, hash_it=True):
-        self.body = body
-        self.verifier = digests.VerifyingReader(body, expected_digest, expected_size, what) \
-            if hash_it else None
-        self.expected_digest, self.expected_size, self.what = expected_digest, expected_size, what
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if self.verifier is not None:
-            data = self.verifier.read(n)
-            if not data:
-                self.verifier.verify()
-            return data
-        data = self.body.read(n)
-        self.count += len(data)
-        if self.count > self.expected_size:
-            raise digests.DigestMismatch(f"{self.what} {self.expected_digest}: more data than "
-                                         f"the announced {self.expected_size} bytes")
-        if not data and self.count != self.expected_size:
-            raise digests.DigestMismatch(f"{self.what} {self.expected_digest}: got {self.count} "
-                                         f"bytes, expected {self.expected_size} (truncated?)")
-        return data
-
-
 def _check_descriptor(desc: dict, what: str) -> None:
     if not isinstance(desc, dict):
         raise InvalidInput(f"{what}: malformed descriptor")
@@ -227,7 +195,7 @@ def _fetch_small_blob(registry: Registry, repo: str, desc: dict, limit: int, wha
         if desc["size"] > limit:
             raise InvalidInput(f"{what} {desc['digest']} is too large ({desc['size']} bytes)")
         body = _Body(r, f"{what} {desc['digest']}", reopen=_reopener(registry, url))
-        reader = _CheckedStream(body, desc["digest"], desc["size"], what)
+        reader = digests.VerifyingReader(body, desc["digest"], desc["size"], what)
         parts = []
         while True:
             chunk = reader.read(READ_CHUNK)
@@ -315,7 +283,6 @@ def parse_manifest(body: bytes, media_type: str, what: str) -> tuple[dict, str]:
 
 def parse_platform(text: str | None) -> tuple[str, str, str | None]:
     """``"linux/arm64/v8"`` -> ``("linux", "arm64", "v8")``; None -> this machine."""
-    from ..image.store import host_architecture
     if not text:
         arch = host_architecture()
         return "linux", arch, {"arm": "v7"}.get(arch)
@@ -381,7 +348,6 @@ def pull(ref: str, store=None, out=None, quiet: bool = False, platform: str | No
     (or report it to ``progress``: the Engine API sends it as JSON); return the image
     id. This is what ``minidocker pull`` and ``run`` (for a missing image) call.
     ``platform`` (``os/arch[/variant]``) picks from a multi-arch index."""
-    from ..image.store import Store
     store = store or Store()
     r = _reference(ref)
     progress = progress or Progress(_out(out), quiet=quiet)
@@ -503,7 +469,8 @@ def _fetch_one_layer(store, registry, repo, desc, diff_id, progress, cancel) -> 
 
         body = _Body(r, f"layer {desc['digest']}", cancel, on_progress,
                      reopen=_reopener(registry, url), on_retry=on_retry)
-        stream = _CheckedStream(body, desc["digest"], desc["size"], "layer", hash_it=False)
+        stream = digests.VerifyingReader(body, desc["digest"], desc["size"], "layer",
+                                         check_digest=False)
         try:
             added = store.add_layer(stream, media_type=desc["mediaType"], expected=desc["digest"])
         except digests.DigestMismatch:
@@ -633,7 +600,6 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
          credentials: tuple[str, str] | None = None) -> str:
     """Push the local image ``ref`` to its registry; return the manifest digest.
     ``progress`` and ``credentials`` as for :func:`pull`."""
-    from ..image.store import Store, canonical_json
     store = store or Store()
     r = _reference(ref)
     if r.digest:

@@ -16,6 +16,7 @@ import hashlib
 import re
 
 from ..errors import InvalidInput
+from ..image.hashing import HashingReader
 
 #: algorithms the OCI spec registers; sha256 is what everyone uses
 ALGORITHMS = {"sha256": 64, "sha512": 128}
@@ -52,48 +53,40 @@ def digest_bytes(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
-def new_hasher(digest: str):
-    """A hashlib object for the algorithm ``digest`` names."""
-    return hashlib.new(parse_digest(digest)[0])
+class VerifyingReader(HashingReader):
+    """A :class:`~minidocker.image.hashing.HashingReader` that checks what it read
+    against what was announced: the digest and, if given, the size.
 
-
-class VerifyingReader:
-    """A file-like ``read()`` wrapper that hashes and counts the bytes passing through.
-
-    Call :meth:`verify` after the last read: it raises :class:`DigestMismatch` when the
-    content is not what ``expected_digest`` (and ``expected_size``, if given) promised.
-    Reading past ``expected_size`` raises at once, so a lying server cannot make us
-    store more than the manifest announced.
+    At the end of the stream (the read that returns nothing) it raises
+    :class:`DigestMismatch` if the content is not what ``expected_digest`` (and
+    ``expected_size``) promised; :meth:`verify` does the same check on demand. Reading
+    past ``expected_size`` raises at once, so a lying server cannot make us store more
+    than the manifest announced. With ``check_digest=False`` only the size is checked:
+    for a stream whose reader hashes it anyway (``store.add_layer(..., expected=)``),
+    a second pass over every byte would be wasted.
     """
 
     def __init__(self, stream, expected_digest: str, expected_size: int | None = None,
-                 what: str = "blob"):
-        self.stream = stream
+                 what: str = "blob", check_digest: bool = True):
+        algorithm = parse_digest(expected_digest)[0]
+        super().__init__(stream, algorithm if check_digest else None)
         self.expected_digest = expected_digest
         self.expected_size = expected_size
-        self.hasher = new_hasher(expected_digest)
-        self.algorithm = parse_digest(expected_digest)[0]
-        self.count = 0
         self.what = what
 
     def read(self, n: int = -1) -> bytes:
-        data = self.stream.read(n)
-        if data:
-            self.count += len(data)
-            if self.expected_size is not None and self.count > self.expected_size:
-                raise DigestMismatch(f"{self.what} {self.expected_digest}: more data than "
-                                     f"the announced {self.expected_size} bytes")
-            self.hasher.update(data)
+        data = super().read(n)
+        if self.expected_size is not None and self.size > self.expected_size:
+            raise DigestMismatch(f"{self.what} {self.expected_digest}: more data than "
+                                 f"the announced {self.expected_size} bytes")
+        if not data and n != 0:
+            self.verify()
         return data
 
-    @property
-    def digest(self) -> str:
-        return f"{self.algorithm}:{self.hasher.hexdigest()}"
-
     def verify(self) -> None:
-        if self.expected_size is not None and self.count != self.expected_size:
-            raise DigestMismatch(f"{self.what} {self.expected_digest}: got {self.count} bytes, "
+        if self.expected_size is not None and self.size != self.expected_size:
+            raise DigestMismatch(f"{self.what} {self.expected_digest}: got {self.size} bytes, "
                                  f"expected {self.expected_size} (truncated?)")
-        if self.digest != self.expected_digest:
+        if self.hash is not None and self.digest != self.expected_digest:
             raise DigestMismatch(f"{self.what} {self.expected_digest}: content does not match "
                                  f"its digest (got {self.digest})")

@@ -29,13 +29,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
 import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid as uuidlib
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -130,7 +133,6 @@ def load_htpasswd(path: str) -> dict[str, str]:
 
 
 def _bcrypt_available() -> bool:
-    import importlib.util
     return any(importlib.util.find_spec(m) is not None for m in ("bcrypt", "crypt"))
 
 
@@ -156,15 +158,14 @@ def check_password(password: str, hashed: str) -> bool:
 
 def _check_bcrypt(password: str, hashed: str) -> bool:
     try:
-        import bcrypt
+        import bcrypt  # optional (not a dependency): ImportError is the normal case
         return bcrypt.checkpw(password.encode(), hashed.encode())
     except ImportError:
         pass
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)   # crypt: removed in 3.13
         try:
-            import crypt
+            import crypt  # the fallback; gone in Python 3.13
         except ImportError:
             return False
     # libxcrypt knows $2b$/$2y$; $2a$ is the same algorithm for ASCII passwords
@@ -175,14 +176,13 @@ def _check_bcrypt(password: str, hashed: str) -> bool:
 def bcrypt_hash(password: str, rounds_log2: int = 10) -> str:
     """An ``htpasswd -B`` style hash (for tests and labs writing an htpasswd file)."""
     try:
-        import bcrypt
+        import bcrypt  # optional, as above
         return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds_log2)).decode()
     except ImportError:
         pass
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
+        import crypt  # the fallback, as above
     return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << rounds_log2))
 
 
@@ -299,7 +299,6 @@ class Storage:
     def purge_stale_uploads(self, max_age: float = 7 * 86400) -> int:
         """Drop upload sessions untouched for ``max_age`` seconds (a client that went
         away; Distribution purges after a week too). Returns how many went."""
-        import time
         base = os.path.join(self.root, "uploads")
         gone = 0
         for uid in os.listdir(base):

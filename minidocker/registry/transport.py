@@ -26,6 +26,7 @@ the registry may have taken part of it. A 4xx is the registry's answer, never re
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from urllib.parse import urljoin
@@ -127,7 +128,7 @@ class Registry:
             _rewind(kw.get("data"))
 
     def _send_once(self, method, url, kw):
-        import requests
+        import requests  # lazy: see __init__
         headers = dict(kw.pop("headers", None) or {})
         if self.authorization:
             headers["Authorization"] = self.authorization
@@ -181,7 +182,6 @@ class Registry:
             if not self.credentials:
                 raise RegistryUnauthorized(f"{self.host}: unauthorized: authentication required "
                                            f"(run 'minidocker login {self.host}')")
-            import base64
             user, password = self.credentials
             self.authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         elif scheme == "bearer":
@@ -194,7 +194,7 @@ class Registry:
 
     def _fetch_token(self, params: dict, scopes: list[str]) -> str:
         """GET the token server (``realm``) with ``service`` and every ``scope``."""
-        import requests
+        import requests  # lazy: see __init__
         realm = params.get("realm")
         if not realm:
             raise MinidockerError(f"{self.host}: bearer challenge without a realm")

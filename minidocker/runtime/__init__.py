@@ -8,7 +8,7 @@ The engine writes a bundle (``config.json`` + ``rootfs/``, see :mod:`.spec`) and
     code = proc.wait()         # its exit code; 128+N if killed by signal N; 126/127
 
 Read in this order: :mod:`.spec` (the config), :mod:`.create` (the processes),
-:mod:`.resources` (the cgroup), :mod:`.rootfs` (the mounts), :mod:`.process` (user,
+:mod:`.resources` (the cgroup), :mod:`.rootfs_setup` (the mounts), :mod:`.process` (user,
 capabilities, exec), :mod:`.seccomp` (the system call filter), :mod:`.pty`,
 :mod:`.exec` (``docker exec``). ``python -m minidocker.runtime spec|run`` runs a
 bundle on its own, like ``runc spec`` / ``runc run``. Only the standard library is used.

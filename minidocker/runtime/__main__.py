@@ -14,11 +14,14 @@ import argparse
 import os
 import sys
 
+from ..errors import MinidockerError
+from . import create, relay_terminal, start
+from . import spec as runtime_spec
+
 PROG = "python -m minidocker.runtime"
 
 
 def cmd_spec(args) -> int:
-    from . import spec as runtime_spec
     path = os.path.join(args.bundle, "config.json")
     if os.path.exists(path) and not args.force:
         raise SystemExit(f"{PROG}: {path} exists (use --force to overwrite)")
@@ -32,7 +35,6 @@ def cmd_spec(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from . import create, relay_terminal, start
     proc = create(args.bundle, args.id)
     try:
         start(proc)
@@ -61,7 +63,6 @@ def main(argv=None) -> int:
     p.add_argument("id", help="container id (its cgroup is minidocker/ID unless the spec says)")
     p.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)
-    from ..errors import MinidockerError
     try:
         return args.func(args)
     except MinidockerError as e:

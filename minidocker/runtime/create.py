@@ -35,7 +35,7 @@ from ..kernel import capabilities, namespaces, netdev, syscalls
 from . import process as proc_steps
 from . import pty as ptys
 from . import resources
-from . import rootfs as rootfs_steps
+from . import rootfs_setup as rootfs_steps
 from . import seccomp
 from .spec import DEFAULT_DEVICES, load_spec, namespace_entries, rootfs_path
 
@@ -158,6 +158,7 @@ class ContainerProcess:
         self.oom_killed = False
         self.started = False
         self._sock: socket.socket | None = None
+        self._forwarding: dict | None = None  # handlers replaced by start(); wait() restores
 
     def __repr__(self):
         return f"<ContainerProcess {self.id} pid={self.pid} exit={self.exit_code}>"
@@ -180,7 +181,10 @@ class ContainerProcess:
         """
         if self.exit_code is not None:
             return self.exit_code
-        previous = _forward_signals(self.pid) if forward_signals else {}
+        # start() may already forward (it must: see there); else forward from now on.
+        previous, self._forwarding = self._forwarding, None
+        if previous is None:
+            previous = _forward_signals(self.pid) if forward_signals else {}
         try:
             try:
                 _, status = os.waitpid(self.pid, 0)
@@ -215,6 +219,9 @@ class ContainerProcess:
         if self.exit_code is None and self.pid:
             self.kill(signal.SIGKILL)
             self.wait(forward_signals=False)
+        for sig, handler in (self._forwarding or {}).items():
+            signal.signal(sig, handler)
+        self._forwarding = None
         self._release_cgroup()
 
     # -- internals
@@ -331,18 +338,25 @@ def _handshake(handle: ContainerProcess, intermediate: int) -> None:
     raise MinidockerError(f"container setup failed: {reason}")
 
 
-def start(proc: ContainerProcess) -> None:
+def start(proc: ContainerProcess, forward_signals: bool = True) -> None:
     """Let the created container exec its command (``runc start``).
 
     Returns once ``execve`` has succeeded or failed; in the latter case
     ``proc.exec_error`` holds Docker's message and :meth:`~ContainerProcess.wait`
     returns 126 or 127.
+
+    The caller's signals are passed on to the container from *before* the command
+    runs until :meth:`~ContainerProcess.wait` returns: a SIGTERM that arrives between
+    the two would otherwise kill the caller with Python's default action, and leave
+    the container running with nobody waiting for it.
     """
     if proc.started:
         raise MinidockerError(f"container {proc.id} already started")
     proc.started = True
     if proc._sock is None:
         raise MinidockerError(f"container {proc.id} cannot be started: its init is gone")
+    if forward_signals and proc._forwarding is None:
+        proc._forwarding = _forward_signals(proc.pid)
     try:
         proc._sock.send(b"go")
     except OSError as e:

@@ -22,7 +22,7 @@ import sys
 
 from ..errors import InvalidInput, MinidockerError, NotFound
 from ..kernel import capabilities as caps_mod
-from ..kernel import namespaces
+from ..kernel import cgroups, namespaces
 from . import process as proc_steps
 from . import pty as ptys
 from . import seccomp
@@ -60,7 +60,6 @@ def spawn_in(pid: int, args, env=None, cwd: str = "/", uid: int = 0, gid: int = 
     Returns a handle (``.pid``, ``.master_fd`` with ``terminal``, ``.wait()``,
     ``.exec_error``) once the command has been exec'd (or failed to be).
     """
-    from ..kernel import cgroups
     if not args:
         raise InvalidInput("no command specified")
     status = _status_fields(pid)

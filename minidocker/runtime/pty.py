@@ -21,6 +21,7 @@ import select
 import signal
 import struct
 import termios
+import tty
 
 TIOCGPTN = 0x80045430     # get the pty number of a master (-> /dev/pts/N)
 TIOCSPTLCK = 0x40045431   # lock/unlock the slave; a new pty starts locked
@@ -70,46 +71,57 @@ def set_window_size(fd: int, winsize: bytes | None) -> None:
             pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may take only part of it). A reader
+    that has gone away (EPIPE: ``minidocker run ... | head -1``) is no error: the rest
+    is dropped, and the container goes on."""
     while data:
         try:
             data = data[os.write(fd, data):]
-        except InterruptedError:
-            continue
+        except BrokenPipeError:
+            return
 
 
-def relay_terminal(master_fd: int, stdin_fd: int = 0, stdout_fd: int = 1,
-                   forward_stdin: bool = True) -> None:
+def relay_terminal(master_fd: int, stdin_fd: int | None = 0, stdout_fd: int | None = 1,
+                   forward_stdin: bool = True, on_output=None) -> None:
     """Copy between the user's terminal and the container's pty until the container
-    closes it.
+    closes it. The one terminal relay: ``runtime`` run and exec, and the engine's
+    monitor (which also logs the output) use it.
 
     * the user's terminal goes into *raw* mode (when ``forward_stdin``): keys (Ctrl-C
       too) travel as bytes to the container's terminal, whose line discipline turns
       them into signals and echo; our terminal must not do that a second time. It is
-      restored at the end.
+      restored at the end. Raw mode starts at once (``TCSANOW``): ``TCSAFLUSH`` would
+      throw away what the user typed ahead.
     * window size: copied now and on every SIGWINCH (the user resized the window).
+    * the end of our input (a pipe) becomes the terminal's EOF character (Ctrl-D), sent
+      once: a shell reading the terminal then sees the end of its input, as it would
+      from a user typing it.
     * the end: reading the master fails with EIO once every slave fd is closed, i.e.
       the container's processes have exited.
+
+    ``stdin_fd`` / ``stdout_fd`` None: no user on that side (a detached container).
+    ``on_output(data)`` gets every chunk the container writes, too.
     """
-    import tty
+    terminal = stdin_fd is not None and os.isatty(stdin_fd)
     saved = None
-    if os.isatty(stdin_fd):
+    if terminal:
         set_window_size(master_fd, get_window_size(stdin_fd))
         if forward_stdin:
             # Only when our keys go to the container (docker run -it); with -t alone,
             # Ctrl-C stays a signal to us, which we pass on.
             saved = termios.tcgetattr(stdin_fd)
-            tty.setraw(stdin_fd)
+            tty.setraw(stdin_fd, termios.TCSANOW)
     previous_winch = None
     try:
-        if os.isatty(stdin_fd):
+        if terminal:
             def follow_resize(_signum, _frame):
                 set_window_size(master_fd, get_window_size(stdin_fd))
             try:
                 previous_winch = signal.signal(signal.SIGWINCH, follow_resize)
             except ValueError:
                 pass  # not the main thread: no resize following
-        _copy_loop(master_fd, stdin_fd if forward_stdin else None, stdout_fd)
+        _copy_loop(master_fd, stdin_fd if forward_stdin else None, stdout_fd, on_output)
     finally:
         if saved is not None:
             termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
@@ -117,13 +129,10 @@ def relay_terminal(master_fd: int, stdin_fd: int = 0, stdout_fd: int = 1,
             signal.signal(signal.SIGWINCH, previous_winch)
 
 
-def _copy_loop(master_fd: int, stdin_fd: int | None, stdout_fd: int) -> None:
+def _copy_loop(master_fd: int, stdin_fd: int | None, stdout_fd: int | None, on_output) -> None:
     readers = [master_fd] + ([stdin_fd] if stdin_fd is not None else [])
     while True:
-        try:
-            ready, _, _ = select.select(readers, [], [])
-        except InterruptedError:
-            continue
+        ready, _, _ = select.select(readers, [], [])
         if master_fd in ready:
             try:
                 data = os.read(master_fd, 65536)
@@ -133,13 +142,16 @@ def _copy_loop(master_fd: int, stdin_fd: int | None, stdout_fd: int) -> None:
                 raise
             if not data:
                 return
-            _write_all(stdout_fd, data)
+            if on_output is not None:
+                on_output(data)
+            if stdout_fd is not None:
+                write_all(stdout_fd, data)
         if stdin_fd is not None and stdin_fd in ready:
             data = os.read(stdin_fd, 65536)
             if not data:
                 # End of our input (a pipe): send the terminal's EOF character once.
-                _write_all(master_fd, b"\x04")
+                write_all(master_fd, b"\x04")
                 readers.remove(stdin_fd)
                 stdin_fd = None
                 continue
-            _write_all(master_fd, data)
+            write_all(master_fd, data)

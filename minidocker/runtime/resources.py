@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from ..errors import InvalidInput, MinidockerError
+from ..kernel import cgroups
 
 
 def cgroup_path(spec: dict, container_id: str) -> str:
@@ -24,7 +25,6 @@ def cgroup_path(spec: dict, container_id: str) -> str:
 def create_cgroup(spec: dict, container_id: str):
     """Make the container's cgroup and apply the spec's limits; returns the
     :class:`minidocker.kernel.cgroups.Cgroup`. On failure nothing is left behind."""
-    from ..kernel import cgroups
     path = cgroup_path(spec, container_id)
     if path.split("/")[0] != cgroups.PARENT or "/" not in path:
         # The machine's own cgroups are not ours to make or remove (see MACHINE.md).

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import struct
 import sys
@@ -251,7 +252,6 @@ def _list(value, where: str) -> list:
 
 def _q(value) -> str:
     """A value as the profile wrote it (JSON), for messages."""
-    import json
     return json.dumps(value)
 
 

@@ -20,6 +20,8 @@ import os
 
 from ..errors import InvalidInput
 from ..kernel.capabilities import CAP_NAMES, CAP_NUMBERS, DOCKER_DEFAULT_CAPS
+from ..paths import write_json
+from .seccomp import docker_like_profile
 
 OCI_VERSION = "1.0.2-dev"
 
@@ -186,7 +188,6 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
     if isinstance(seccomp, dict) and not privileged:
         linux["seccomp"] = seccomp           # a profile already made for these capabilities
     elif seccomp and not privileged:
-        from .seccomp import docker_like_profile
         linux["seccomp"] = docker_like_profile(caps)
     if not privileged:
         linux["maskedPaths"] = list(DEFAULT_MASKED_PATHS)
@@ -210,7 +211,6 @@ def default_spec(args, env=None, cwd="/", uid=0, gid=0, hostname=None, terminal=
 
 def write_spec(bundle_dir: str, spec: dict) -> str:
     """Write ``bundle_dir/config.json`` (atomically) and return its path."""
-    from ..paths import write_json
     path = os.path.join(bundle_dir, "config.json")
     write_json(path, spec)
     return path

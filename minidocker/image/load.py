@@ -1,21 +1,9 @@
-"""``save`` and ``load``: images in one tar file, in the formats every tool reads.
+"""``load``: the images of an archive into the store.
 
-**What ``save`` writes** - the layout Docker 25+ writes, which is two formats in one tar:
+It reads:
 
-- an **OCI image layout** (image-spec ``image-layout.md``): ``oci-layout`` (the version),
-  ``index.json`` (the entry point: one descriptor per image and tag), and every blob
-  (layer tars, configs, manifests) under ``blobs/sha256/<hex>``, named by its digest;
-- Docker's own **manifest.json**: ``[{"Config": ..., "RepoTags": [...], "Layers":
-  [...]}]``, whose paths point at those same blobs, plus the legacy ``repositories``
-  file. ``docker load`` (any version since 1.10) and podman's docker-archive reader
-  use it.
-
-So skopeo (``oci-archive:`` and ``docker-archive:``), podman, umoci and Docker all read
-one file, and no blob is written twice.
-
-**What ``load`` reads**:
-
-- that layout, and ``docker save`` archives from Docker 1.10-24 (``manifest.json`` with
+- the layout :mod:`.save` writes (an OCI image layout plus Docker's ``manifest.json``),
+  and ``docker save`` archives from Docker 1.10-24 (``manifest.json`` with
   ``<id>/layer.tar``, ``<id>/json``, ``VERSION``, ``<config hex>.json``);
 - archives of Docker before 1.10 (no ``manifest.json``: a chain of ``<id>/json`` linked
   by ``parent``, and ``repositories``; the slide's ``docker save`` output);
@@ -33,215 +21,33 @@ to the store is removed again: the store is left as it was.
 
 from __future__ import annotations
 
-import bz2
-import calendar
-import gzip
-import hashlib
 import io
 import json
-import lzma
 import os
 import posixpath
 import shutil
-import subprocess
+import stat
 import tarfile
 import tempfile
-import time
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..errors import InvalidInput, MinidockerError
-from . import reference
-from .store import (CHUNK, MEDIA_DOCKER_LAYER, MEDIA_DOCKER_LAYER_GZIP, MEDIA_OCI_CONFIG,
-                    MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_MANIFEST, Store,
-                    canonical_json, detect_compression, host_architecture,
-                    layer_media_type, normalize_name, split_digest)
+from ..errors import InvalidInput
+from . import compression
+from .compression import detect_compression
+from .hashing import HashingReader, sha256_digest
+from .layout import (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_OCI_INDEX, blob_path,
+                     oci_media_type)
+from .store import (CHUNK, Store, host_architecture, layer_media_type, normalize_name,
+                    split_digest)
 
-MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 MEDIA_DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-
-#: image-spec image-layout.md: "The imageLayoutVersion value will align with the OCI
-#: Image Specification version at the time changes to the layout are made".
-OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
-#: image-spec annotations.md; ``io.containerd.image.name`` is what Docker 25+ and
-#: containerd add, with the full name, so that a reader gets the repository back.
-ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
-ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 
 #: A config, manifest or index bigger than this is not an image's metadata.
 MAX_JSON = 64 << 20
 
-# OCI media types for the ones Docker's schema2 uses: an OCI layout must speak OCI.
-_TO_OCI_MEDIA = {MEDIA_DOCKER_LAYER: MEDIA_OCI_LAYER, MEDIA_DOCKER_LAYER_GZIP: MEDIA_OCI_LAYER_GZIP,
-                 MEDIA_DOCKER_CONFIG: MEDIA_OCI_CONFIG}
 
-
-# ============================================================================ save
-@dataclass
-class _SavedImage:
-    image_id: str
-    tags: list[str] = field(default_factory=list)   # familiar names: busybox:latest
-
-
-def images_to_save(store: Store, refs: list[str]) -> list[_SavedImage]:
-    """Which images and which of their tags ``save REF...`` writes, as Docker decides:
-    a name with a tag saves that tag; a bare repository name (``busybox``) saves every
-    tag of that repository; an id saves the image with no tag (it loads untagged)."""
-    chosen: dict[str, _SavedImage] = {}
-
-    def add(image_id, tag=None):
-        entry = chosen.setdefault(image_id, _SavedImage(image_id))
-        if tag and tag not in entry.tags:
-            entry.tags.append(tag)
-
-    repos = store.repositories()
-    for ref in refs:
-        tags = _tags_of_repository(ref, repos)
-        if tags:
-            for tag in tags:
-                add(repos[tag], tag)
-            continue
-        image_id = store.resolve(ref)
-        key = None
-        try:
-            key = normalize_name(ref)
-        except InvalidInput:
-            pass
-        add(image_id, key if key in repos and repos[key] == image_id else None)
-    return list(chosen.values())
-
-
-def _tags_of_repository(ref: str, repos: dict[str, str]) -> list[str]:
-    """For a bare repository name (no tag, no digest): all its tags, sorted."""
-    try:
-        parsed = reference.parse(ref, default_tag=False)
-    except InvalidInput:
-        return []
-    if parsed.tag or parsed.digest:
-        return []
-    name = reference.familiar_name(parsed)
-    return sorted(k for k in repos if reference.split_familiar(k)[0] == name)
-
-
-def _oci_manifest_for(store: Store, image_id: str) -> dict:
-    """The image's manifest as written into the layout, with OCI media types (a
-    manifest pulled in Docker's schema2 spelling is re-spelled, not re-compressed)."""
-    stored = store.image_manifest(image_id)
-    return {
-        "schemaVersion": 2,
-        "mediaType": MEDIA_OCI_MANIFEST,
-        "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": stored["config"]["digest"],
-                   "size": stored["config"]["size"]},
-        "layers": [{"mediaType": _TO_OCI_MEDIA.get(d.get("mediaType"), d.get("mediaType")
-                                                   or MEDIA_OCI_LAYER),
-                    "digest": d["digest"], "size": d["size"]} for d in stored["layers"]],
-    }
-
-
-def _created_time(config: dict) -> int:
-    """The image's ``created`` as a Unix time (0 if absent or unreadable)."""
-    text = (config.get("created") or "")[:19]
-    try:
-        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return 0
-
-
-def save_images(store: Store, refs: list[str], out_fileobj) -> None:
-    """Write ``refs`` (names or ids) as one archive to ``out_fileobj`` (any writable
-    binary stream; nothing is seeked, so a pipe works).
-
-    The entries, in the order Docker 25 writes them: ``blobs/``, ``blobs/sha256/``, the
-    blobs sorted by digest, ``index.json``, ``manifest.json``, ``oci-layout``,
-    ``repositories``. The archive is reproducible: the same images give the same bytes
-    (file times are the newest image's ``created``, clamped to ``SOURCE_DATE_EPOCH``).
-    """
-    from .changes import LayerTarFile, source_date_epoch
-    if not refs:
-        raise InvalidInput('"save" requires at least 1 argument')
-    images = images_to_save(store, refs)
-    blobs: dict[str, bytes | None] = {}      # digest -> bytes (small JSON) or None (in store)
-    index_entries, docker_manifest, repositories = [], [], {}
-    newest = 0
-    for image in images:
-        manifest = _oci_manifest_for(store, image.image_id)
-        manifest_bytes = canonical_json(manifest)
-        manifest_digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
-        blobs[manifest_digest] = manifest_bytes
-        blobs[manifest["config"]["digest"]] = None
-        for layer in manifest["layers"]:
-            blobs[layer["digest"]] = None
-        newest = max(newest, _created_time(store.image_config(image.image_id)))
-        descriptor = {"mediaType": MEDIA_OCI_MANIFEST, "digest": manifest_digest,
-                      "size": len(manifest_bytes)}
-        layer_paths = [f"blobs/sha256/{split_digest(d['digest'])}" for d in manifest["layers"]]
-        docker_manifest.append({
-            "Config": f"blobs/sha256/{split_digest(manifest['config']['digest'])}",
-            "RepoTags": list(image.tags) or None,
-            "Layers": layer_paths,
-        })
-        for tag in image.tags:
-            full = reference.parse(tag)
-            annotations = {ANNOTATION_IMAGE_NAME: str(full)}
-            if full.tag:
-                annotations[ANNOTATION_REF_NAME] = full.tag
-                # the legacy file maps a tag to the top layer's id, as Docker's save does
-                top = split_digest(manifest["layers"][-1]["digest"]) if manifest["layers"] \
-                    else split_digest(image.image_id)
-                repositories.setdefault(reference.familiar_name(full), {})[full.tag] = top
-            index_entries.append({**descriptor, "annotations": annotations})
-        if not image.tags:
-            index_entries.append(descriptor)
-    epoch = source_date_epoch()
-    mtime = min(newest, epoch) if epoch is not None else newest
-    index = {"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": index_entries}
-    with LayerTarFile.open(fileobj=out_fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _add_dir(tar, "blobs", mtime)
-        _add_dir(tar, "blobs/sha256", mtime)
-        for digest in sorted(blobs):
-            name = f"blobs/sha256/{split_digest(digest)}"
-            if blobs[digest] is not None:
-                _add_bytes(tar, name, blobs[digest], mtime)
-            else:
-                with store.open_blob(digest) as f:
-                    _add_stream(tar, name, f, os.fstat(f.fileno()).st_size, mtime)
-        _add_bytes(tar, "index.json", _json_bytes(index), mtime)
-        _add_bytes(tar, "manifest.json", _json_bytes(docker_manifest), mtime)
-        _add_bytes(tar, "oci-layout", _json_bytes(OCI_LAYOUT), mtime)
-        if repositories:
-            _add_bytes(tar, "repositories", _json_bytes(repositories), mtime)
-    for image in images:
-        store.emit(image.image_id, "save")
-
-
-def _json_bytes(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-
-
-def _info(name: str, mtime: int, kind=tarfile.REGTYPE, mode=0o644, size=0) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.size, info.mtime = kind, mode, size, mtime
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def _add_dir(tar, name, mtime):
-    tar.addfile(_info(name, mtime, tarfile.DIRTYPE, 0o755))
-
-
-def _add_bytes(tar, name, data, mtime):
-    tar.addfile(_info(name, mtime, size=len(data)), io.BytesIO(data))
-
-
-def _add_stream(tar, name, f, size, mtime):
-    tar.addfile(_info(name, mtime, size=size), f)
-
-
-# ============================================================================ load: input
+# ============================================================================ input
 class _Archive:
     """Random access to the members of an archive that is a plain tar on disk.
 
@@ -349,47 +155,20 @@ def spool_archive(src, tmp_dir: str) -> str:
     fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="load-")
     try:
         with os.fdopen(fd, "wb") as out:
-            head = _read_head(src, 8)
-            kind = detect_compression(head)
-            joined = _Prefixed(head, src)
-            if kind is None:
-                shutil.copyfileobj(joined, out, CHUNK)
-            else:
-                for chunk in decompressed_chunks(joined, kind, "the archive"):
-                    out.write(chunk)
+            kind, stream = compression.uncompressed(src)
+            with stream:
+                shutil.copyfileobj(stream, out, CHUNK)
+    except compression.CorruptData as e:
+        os.unlink(path)
+        raise InvalidInput(f"invalid archive: corrupt {e.kind} data in the archive "
+                           f"({e.detail})") from None
     except BaseException:
         os.unlink(path)
         raise
     return path
 
 
-def _read_head(src, n: int) -> bytes:
-    head = b""
-    while len(head) < n:
-        chunk = src.read(n - len(head))
-        if not chunk:
-            break
-        head += chunk
-    return head
-
-
-class _Prefixed:
-    """``head`` (already read, to sniff the format) followed by the rest of ``src``."""
-
-    def __init__(self, head: bytes, src):
-        self.head, self.src = head, src
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n is None or n < 0:
-                data, self.head = self.head + self.src.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            return data
-        return self.src.read(n)
-
-
-# ============================================================================ load: formats
+# ============================================================================ formats
 @dataclass
 class _LayerRef:
     """Where one layer of an image is in the archive and what it must hash to."""
@@ -528,7 +307,7 @@ def _names_from_annotations(annotations: dict) -> list[str]:
 
 
 def _blob_path(descriptor: dict) -> str:
-    return f"blobs/sha256/{split_digest(descriptor.get('digest', ''))}"
+    return blob_path(descriptor.get("digest", ""))
 
 
 def _check_size(archive: _Archive, descriptor: dict) -> None:
@@ -554,7 +333,7 @@ def _read_blob_json(archive: _Archive, descriptor: dict):
 
 
 def _check_digest(data: bytes, digest: str) -> None:
-    got = "sha256:" + hashlib.sha256(data).hexdigest()
+    got = sha256_digest(data)
     if got != digest:
         raise InvalidInput(f"invalid archive: digest mismatch for blob {digest}: got {got}")
 
@@ -668,7 +447,6 @@ def load_archive(store: Store, src, say=print) -> list[str]:
 
 def _is_plain_tar_file(src) -> bool:
     """True for an uncompressed archive in a regular file we can seek in."""
-    import stat
     try:
         if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
             return False
@@ -749,7 +527,7 @@ def _store_image_content(store: Store, archive: _Archive, image: _ImageToLoad,
     if legacy:
         config["rootfs"]["diff_ids"] = [d["diff_id"] for d in descriptors]
         config_bytes = json.dumps(config).encode()
-    existed = store.has_blob("sha256:" + hashlib.sha256(config_bytes).hexdigest())
+    existed = store.has_blob(sha256_digest(config_bytes))
     config_digest, _ = store.put_blob(config_bytes)
     undo.note_blob(config_digest, existed)
     return config_digest, descriptors
@@ -792,8 +570,7 @@ def _load_layer(store: Store, archive: _Archive, layer: _LayerRef, want_diff_id:
     undo.note_blob(digest, existed_blob)
     undo.note_layer(descriptor["diff_id"], existed_layer)
     _check_diff_id(digest if layer.digest else layer.path, descriptor["diff_id"], want_diff_id)
-    descriptor["mediaType"] = _TO_OCI_MEDIA.get(layer.media_type, layer.media_type) \
-        or descriptor["mediaType"]
+    descriptor["mediaType"] = oci_media_type(layer.media_type) or descriptor["mediaType"]
     return descriptor
 
 
@@ -814,97 +591,26 @@ def _known_layer(store: Store, digest: str, diff_id: str | None) -> dict | None:
             diff_id not in (None, stored_diff_id):
         return None
     with store.open_blob(digest) as f:
-        compression = detect_compression(f.read(8))
+        kind = detect_compression(f.read(8))
     return {"digest": digest, "diff_id": stored_diff_id, "size": store.blob_size(digest),
-            "mediaType": layer_media_type(compression)}
+            "mediaType": layer_media_type(kind)}
 
 
 def _hash_layer(archive: _Archive, layer: _LayerRef) -> tuple[str, str]:
     """(blob digest, diff_id) of a layer in the archive: the sha256 of its bytes as
     stored, and of its uncompressed tar. One streaming pass."""
-    raw_hash = hashlib.sha256()
     with archive.open(layer.path) as f:
-        raw = _HashingReader(f, raw_hash)
-        head = _read_head(raw, 8)
-        kind = detect_compression(head)
-        stream = _Prefixed(head, raw)
+        raw = HashingReader(f)
+        kind, stream = compression.uncompressed(raw)
         if kind is None:
-            while stream.read(CHUNK):
-                pass
-            digest = "sha256:" + raw_hash.hexdigest()
-            return digest, digest
-        diff_hash = hashlib.sha256()
-        for chunk in decompressed_chunks(stream, kind, layer.path):
-            diff_hash.update(chunk)
-        while raw.read(CHUNK):      # padding after the compressed stream is part of the blob
-            pass
-        return "sha256:" + raw_hash.hexdigest(), "sha256:" + diff_hash.hexdigest()
-
-
-class _HashingReader:
-    def __init__(self, src, hasher):
-        self.src, self.hasher = src, hasher
-
-    def read(self, n=-1):
-        data = self.src.read(n)
-        self.hasher.update(data)
-        return data
-
-
-def decompressed_chunks(src, kind: str, name: str):
-    """Yield the uncompressed bytes of ``src`` (compressed with ``kind``) in chunks."""
-    if kind == "zstd":
-        yield from _zstd_chunks(src, name)
-        return
-    opener = {"gzip": lambda s: gzip.GzipFile(fileobj=s, mode="rb"),
-              "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}[kind]
-    try:
-        with opener(src) as z:
-            for chunk in iter(lambda: z.read(CHUNK), b""):
-                yield chunk
-    except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
-        raise InvalidInput(f"invalid archive: corrupt {kind} data in {name} ({e})") from None
-
-
-def _zstd_chunks(src, name: str):
-    """zstd is not in Python's standard library (before 3.14): the ``zstd`` program
-    decompresses, fed by a thread so that neither pipe fills up."""
-    import threading
-    if not shutil.which("zstd"):
-        raise MinidockerError("zstd-compressed data needs the 'zstd' program "
-                              "(apt-get install zstd)")
-    proc = subprocess.Popen(["zstd", "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    failure = []
-
-    def feed():
+            raw.drain()
+            return raw.digest, raw.digest
         try:
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                proc.stdin.write(chunk)
-        except BrokenPipeError:
-            pass
-        except BaseException as e:      # a truncated archive: report it in the reader
-            failure.append(e)
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    finished = False
-    try:
-        for chunk in iter(lambda: proc.stdout.read(CHUNK), b""):
-            yield chunk
-        finished = True
-    finally:
-        proc.stdout.close()
-        if not finished:            # the reader gave up early: stop zstd
-            proc.kill()
-        code = proc.wait()
-        feeder.join()
-    if failure:
-        raise failure[0]
-    if code != 0:
-        raise InvalidInput(f"invalid archive: corrupt zstd data in {name}")
+            with stream:
+                uncompressed = HashingReader(stream)
+                uncompressed.drain()
+        except compression.CorruptData as e:
+            raise InvalidInput(f"invalid archive: corrupt {e.kind} data in {layer.path} "
+                               f"({e.detail})") from None
+        raw.drain()      # padding after the compressed stream is part of the blob
+        return raw.digest, uncompressed.digest

@@ -131,17 +131,16 @@ def mount_entry(rootfs: str, entry: dict, in_cgroup_ns: bool) -> None:
 
 
 def mount_bind(rootfs: str, entry: dict, flags: int, propagation: int) -> None:
-    """A bind mount from the host (volumes, /etc/hosts...). The kernel ignores
-    ``ro``/``nosuid``/... on the first bind call, so they are applied by a remount."""
+    """A bind mount from the host (volumes, /etc/hosts...), with
+    :func:`minidocker.kernel.mounts.bind_mount` (``rbind`` makes it recursive; ``ro``,
+    ``nosuid``... are applied by its remount), then the entry's propagation."""
     source = entry["source"]
     if not os.path.exists(source):
         raise OSError(errno.ENOENT, f"bind mount source {source} does not exist")
     target = path_in_root(rootfs, entry["destination"])
     _make_target(target, like_file=not os.path.isdir(source))
-    syscalls.mount(source, target, None, MS_BIND | (flags & MS_REC))
-    extra = flags & ~(MS_BIND | MS_REC)
-    if extra:
-        syscalls.mount(None, target, None, MS_BIND | MS_REMOUNT | extra)
+    mounts.bind_mount(source, target, recursive=bool(flags & MS_REC),
+                      flags=flags & ~(MS_BIND | MS_REC))
     if propagation:
         syscalls.mount(None, target, None, propagation)
 

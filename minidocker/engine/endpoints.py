@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 
-from .. import paths
+from .. import network, paths
 from ..errors import Conflict, InvalidInput, NotFound
+from ..network import records
 from .containers import Container, resolve
+from .lifecycle import reconcile
 
 #: dockerd's messages (runconfig/errors.go)
 ERR_HOST = "container cannot be disconnected from host network or connected to host network"
@@ -29,8 +31,7 @@ ERR_SHARED = ("container sharing network namespace with another container or hos
 def _check_mode(c: Container, rec: dict) -> None:
     """Only a container with a network namespace of its own on our bridges can join
     another network; none of them can join ``host`` or ``none``."""
-    from ..network import network_mode
-    mode = network_mode(c.state)
+    mode = network.network_mode(c.state)
     if mode == "host" or rec["Name"] == "host":
         raise Conflict(ERR_HOST)
     if mode.startswith("container:"):
@@ -40,8 +41,7 @@ def _check_mode(c: Container, rec: dict) -> None:
 
 
 def _endpoint_settings(rec: dict, aliases, ip: str | None) -> dict:
-    from ..network import networks
-    user_defined = rec["Name"] not in networks.PREDEFINED
+    user_defined = rec["Name"] not in records.PREDEFINED
     if ip:
         if not user_defined:
             raise InvalidInput("user specified IP address is supported on user defined networks only")
@@ -49,7 +49,7 @@ def _endpoint_settings(rec: dict, aliases, ip: str | None) -> dict:
             address = ipaddress.IPv4Address(ip)
         except ValueError:
             raise InvalidInput(f"invalid IPv4 address: {ip}") from None
-        if address not in networks.subnet_of(rec) or str(address) == networks.gateway_of(rec):
+        if address not in records.subnet_of(rec) or str(address) == records.gateway_of(rec):
             raise InvalidInput(f"no configured subnet or ip-range contain the IP address {ip}")
     if aliases and not user_defined:
         raise InvalidInput("network-scoped alias is supported only for containers in user defined networks")
@@ -59,23 +59,19 @@ def _endpoint_settings(rec: dict, aliases, ip: str | None) -> dict:
 def _save_networks(c: Container, change) -> None:
     """Apply ``change(endpoints_config, network_settings)`` to state.json under the
     container's lock (the monitor may write it at the same time)."""
-    from ..network import endpoints_config, endpoints_list
     with paths.locked(f"container-{c.id}"):
         c.reload()
-        config = endpoints_config(c.state)
+        config = network.endpoints_config(c.state)
         settings = c.state.get("NetworkSettings") or {}
         change(config, settings)
-        c.state["NetworkingConfig"] = {"Endpoints": endpoints_list(config)}
+        c.state["NetworkingConfig"] = {"Endpoints": network.endpoints_list(config)}
         c.state["NetworkSettings"] = settings
         c.save()
 
 
 def connect(ref: str, network_ref: str, aliases=(), ip: str | None = None) -> None:
     """``network connect [--alias A]... [--ip IP] NETWORK CONTAINER``."""
-    from .. import network
-    from ..network import networks
-    from .lifecycle import reconcile
-    rec = networks.get(network_ref)
+    rec = records.get(network_ref)
     c = reconcile(resolve(ref))
     _check_mode(c, rec)
     name = rec["Name"]
@@ -101,11 +97,8 @@ def disconnect(ref: str, network_ref: str, force: bool = False) -> None:
     """``network disconnect [-f] NETWORK CONTAINER``. With ``-f``, a network that is gone
     is still taken off the container's list, and a container that is gone has its
     endpoint on the network released."""
-    from .. import network
-    from ..network import networks
-    from .lifecycle import reconcile
     try:
-        rec = networks.get(network_ref)
+        rec = records.get(network_ref)
     except NotFound:
         if not force:
             raise

@@ -20,13 +20,14 @@ Layout::
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
 import secrets
 import shutil
 
-from .. import clock, paths
+from .. import clock, events, paths
 from ..errors import Conflict, InvalidInput, NotFound
 
 DEFAULT_NETWORK = "bridge"
@@ -79,7 +80,6 @@ def _record(name, net_id, bridge, subnet, gateway, labels=None, internal=False) 
 def _virtual_record(name: str) -> dict:
     """``host`` and ``none`` have nothing to store; their ids are derived from the name so
     that they stay the same from one command to the next."""
-    import hashlib
     return {"Name": name, "Id": hashlib.sha256(f"minidocker-{name}".encode()).hexdigest(),
             "Created": "", "Scope": "local", "Driver": PREDEFINED[name], "EnableIPv6": False,
             "IPAM": {"Driver": "default", "Options": None, "Config": []}, "Internal": False,
@@ -265,3 +265,13 @@ def create_record(name: str, subnet: str | None = None, gateway: str | None = No
 
 def delete_record(name: str) -> None:
     shutil.rmtree(network_dir(name), ignore_errors=True)
+
+
+def emit(rec: dict, action: str, container: str | None = None) -> None:
+    """Log a network event as Docker does (``docker events``): the network's id as the
+    actor, its name and driver -- and for ``connect``/``disconnect`` the container --
+    as attributes."""
+    attrs = {"name": rec["Name"], "type": rec.get("Driver", "bridge")}
+    if container:
+        attrs["container"] = container
+    events.emit("network", action, rec["Id"], attrs)
