@@ -27,6 +27,7 @@ from .containers import Container, delete_record, now_iso
 from .logs import LogWriter
 from .etc_files import etc_files, write_hosts
 from .overlay import mount_rootfs, umount_rootfs
+from .volumes import remove_anonymous
 
 # Some imports are made inside the functions that run a container, not above: ps,
 # stop, rm and logs import this module too (through lifecycle.py) and need none of them.
