@@ -69,7 +69,7 @@ def network_resource(rec: dict, with_containers: bool = True) -> dict:
 
 
 def list_networks(filters: dict) -> list[dict]:
-    from ..network import cleanup_stale, networks
+    from ..network import cleanup_stale, records as networks
     for key in filters:
         if key not in LIST_FILTERS:
             raise InvalidInput(f"Invalid filter '{key}'")
