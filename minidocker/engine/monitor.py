@@ -125,7 +125,7 @@ def run(c: Container, store, attach: bool, on_started=None, attach_clients: int 
     """Run container ``c`` to the end and return its exit code (see the module doc).
 
     Detached (``attach=False``), the monitor listens on the container's attach socket
-    (:mod:`.attach`) and holds its input: a pipe with ``-i``, the pty with ``-t``.
+    (:mod:`minidocker.engine.attach`) and holds its input: a pipe with ``-i``, the pty with ``-t``.
     ``attach_clients``: how many clients to wait for before the command starts (they
     were told to connect by ``on_listening``), so that they see all of its output."""
     lock = take_monitor_lock(c)

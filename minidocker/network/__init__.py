@@ -7,7 +7,7 @@ This file only names the package's API; read the modules bottom-up:
   :mod:`.hosts` (the /etc/hosts lines of user-defined networks);
 * :mod:`.bridge` (the Linux bridge), :mod:`.veth` (the cable into the container),
   :mod:`.firewall` (NAT and forwarding with iptables);
-* :mod:`.attach`: the engine's hooks, a container on its networks --
+* :mod:`minidocker.network.attach`: the engine's hooks, a container on its networks --
   :func:`attach_container` (in the container's monitor, before its command runs),
   :func:`detach_container` (when it stops), :func:`cleanup_stale` (what containers that
   died without a detach still hold), :func:`attach_endpoint` / :func:`detach_endpoint`

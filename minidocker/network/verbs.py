@@ -1,6 +1,6 @@
 """The ``network`` verbs that make, remove or read a whole network: ``network create``,
 ``network rm``, ``network prune`` and who is on one (``network inspect``). The records themselves are
-:mod:`.records`; a container's own interfaces are :mod:`.attach`.
+:mod:`.records`; a container's own interfaces are :mod:`minidocker.network.attach`.
 """
 
 from __future__ import annotations
