@@ -40,7 +40,7 @@ import re
 import time
 
 from . import paths
-from .errors import InvalidInput
+from .errors import InvalidInput, MinidockerError
 
 #: the file, under the data root
 FILE = "events.jsonl"
@@ -92,12 +92,13 @@ def emit(type: str, action: str, actor_id: str, attributes: dict | None = None,
 
     Logging is a side effect, never the point: an event that cannot be written (a
     read-only or full disk) is dropped rather than failing the ``run`` or ``rmi`` that
-    made it."""
+    made it (nor waiting long for the log's lock)."""
     line = json.dumps(make(type, action, actor_id, attributes), separators=(",", ":")) + "\n"
     path = _path(root)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with paths.locked("events", root):
+        # a short bound: a stuck holder must not hold up the `run` that logs this
+        with paths.locked("events", root, timeout=5):
             try:
                 if os.stat(path).st_size > MAX_BYTES:
                     os.replace(path, path + ".1")
@@ -108,7 +109,7 @@ def emit(type: str, action: str, actor_id: str, attributes: dict | None = None,
                 os.write(fd, line.encode())
             finally:
                 os.close(fd)
-    except OSError:
+    except (OSError, MinidockerError):
         pass
 
 

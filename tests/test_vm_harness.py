@@ -290,6 +290,32 @@ def test_qemu_gets_no_network_card_and_one_share_per_socket():
     assert argv[argv.index("-kernel") + 1] == "/k/boot/vmlinuz-v"
 
 
+def test_the_power_cut_pass_gets_a_disk_and_its_own_option():
+    s, args = harness.parse_command_line(["--vm-reboot"], environ={})
+    assert s.reboot and args == []
+    kernel = harness.Kernel("v", "/k")
+    argv = harness.qemu_command("tcg", kernel, "/i.gz", "console=ttyS0", {}, 2048, 2,
+                                disks=["/r/disk.img"])
+    assert argv[argv.index("-drive") + 1] == "file=/r/disk.img,if=virtio,format=raw,cache=writeback"
+    assert "--vm-reboot" in harness.USAGE
+    with open(os.path.join(REPO, harness.REBOOT_TESTS)) as f:
+        source = f.read()
+    assert "def test_phase1(" in source and "def test_phase2(" in source
+    assert harness.POWER_CUT_MARK.decode() in source
+
+
+def test_a_boot_that_prints_the_mark_loses_its_power_at_once(tmp_path):
+    vm = harness.Run(Settings(workdir=str(tmp_path / "w"), timeout=60), lambda m: None)
+    start = time.monotonic()
+    try:
+        status = vm.boot(["sh", "-c", "echo up; echo CUT-NOW; exec sleep 60"],
+                         str(tmp_path / "console.log"), cut_power_on=b"CUT-NOW")
+    finally:
+        vm.close()
+    assert status == -signal.SIGKILL and time.monotonic() - start < 30
+    assert (tmp_path / "console.log").read_text() == "up\nCUT-NOW\n"
+
+
 def test_virtiofsd_shares_with_the_chroot_sandbox():
     for binary in harness.VIRTIOFSD_PATHS:
         argv = harness.virtiofsd_command(binary, "/s.sock", "/", "always")
@@ -300,14 +326,17 @@ def test_virtiofsd_shares_with_the_chroot_sandbox():
 def test_guest_settings_survive_bash_quoting(tmp_path):
     args = ["-k", "oom and not v1", "it's", "$HOME", "tests/test_cgroups.py::test_x[a b]"]
     settings = tmp_path / "settings.sh"
-    settings.write_text(harness.guest_settings(Settings(timeout=900), args, "the selection's"))
+    settings.write_text(harness.guest_settings(Settings(timeout=900), args, "the selection's",
+                                               {"MINIDOCKER_VM_REBOOT": "it's 1"}))
     out = subprocess.run(["bash", "-c", f'. {settings}; printf "%s\\0" "${{PYTEST_ARGS[@]}}"; '
-                          'printf "%s\\0%s" "$PYTEST_SUMMARY" "$PYTEST_DEADLINE"'],
+                          'printf "%s\\0%s\\0" "$PYTEST_SUMMARY" "$PYTEST_DEADLINE"; '
+                          'bash -c \'printf %s "$MINIDOCKER_VM_REBOOT"\''],
                          capture_output=True, text=True, check=True).stdout
-    *got, summary, deadline = out.split("\0")
+    *got, summary, deadline, exported = out.split("\0")
     assert got == args
     assert summary == "the selection's"
     assert int(deadline) < 900
+    assert exported == "it's 1"
 
 
 # --------------------------------------------------------------------------- cleaning up

@@ -11,10 +11,11 @@ it; then ``{"aux": {"ID": "sha256:..."}}`` just before ``Successfully built``; a
 ends the stream with ``{"errorDetail": {...}, "error": "..."}``, which the CLI prints
 before exiting 1.
 
-The build itself is ``minidocker build``, run as a child process on the unpacked
-context: a RUN step runs its container *attached* (its output goes to the builder's
-file descriptors 1 and 2, and the builder forwards signals to it), which only a process
-of its own can do; the service's threads share one set of descriptors and signal
+The build itself is ``minidocker build``, run as a child process on the context
+unpacked in ``$ROOT/tmp`` (scratch owned by the service, :mod:`minidocker.scratch`): a
+RUN step runs its container *attached* (its output goes to the builder's file
+descriptors 1 and 2, and the builder forwards signals to it), which only a process of
+its own can do; the service's threads share one set of descriptors and signal
 handlers. A client that goes away cancels the build (SIGINT: the builder removes what
 it made, as after Ctrl-C).
 """
@@ -28,9 +29,9 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 
 from .. import paths
+from ..scratch import mkdtemp
 from ..errors import InvalidInput
 from .http import JsonStream, json_response
 from .router import route
@@ -114,9 +115,9 @@ def build_command(req, context: str) -> list[str]:
 
 @route("POST", "/build")
 def build(req):
-    scratch_root = os.path.join(paths.data_root(), "tmp")
-    os.makedirs(scratch_root, exist_ok=True)
-    scratch = tempfile.mkdtemp(dir=scratch_root, prefix="api-build-")
+    # owned by this process (its pid and start time in the name): a sweep by another
+    # command leaves it alone while we live, and removes it if we are killed
+    scratch = mkdtemp(paths.data_root(), "api-build")
     try:
         context = os.path.join(scratch, "context")
         os.mkdir(context)

@@ -40,7 +40,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 
 from . import BuildError
 from .cache import StepCache, step_key
@@ -50,12 +49,14 @@ from .expand import ExpansionError, env_dict, process_word
 from .files import ImageView, Staging
 from .instructions import DEFAULT_PATH, PREPARE, Step, cfg
 from .parser import Instruction, parse_file, parse_instruction_text
-from .. import clock
+from .. import clock, scratch
+from ..crashpoint import reached as crash_point
 from ..errors import MinidockerError, NotFound
 from ..engine import commit as engine_commit
 from ..engine import create as engine_create
 from ..engine import lifecycle
 from ..engine.commit import store_layer_from_upperdir
+from ..kernel import processes
 from ..image.store import Store, host_architecture, normalize_name, overlay_layer_dirs
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
@@ -106,7 +107,7 @@ class Stage:
         return ImageView(self.layer_dirs())
 
     def new_staging(self) -> Staging:
-        path = tempfile.mkdtemp(dir=self.build.tmp_dir, prefix="staging-")
+        path = scratch.mkdtemp(self.store.root, "staging")
         self.build.scratch_dirs.append(path)
         return Staging(path, self.view())
 
@@ -363,6 +364,7 @@ class Build:
             step.apply()
         self.commit(stage, step)
         self.cache.record(key, stage.image_id)
+        crash_point("step-committed")
 
     def commit(self, stage: Stage, step: Step) -> None:
         """Write the stage's current config and layers as a new image."""
@@ -410,6 +412,7 @@ class Build:
         proxies = [f"{k}={self.build_args[k]}" for k in PROXY_ARGS
                    if k in self.build_args and k not in declared]
         opts = {"entrypoint": "", "env": args + proxies, "network": self.network, "pull": False,
+                "owner": processes.identity(),   # a killed build's container goes too
                 "workdir": cfg(stage).get("WorkingDir") or None,
                 "user": cfg(stage).get("User") or None}
         container = engine_create.create_container(self.store, stage.image_id, command, opts)

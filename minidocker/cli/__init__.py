@@ -26,14 +26,14 @@ COMMANDS: dict[str, str] = {
     "stop": "containers:stop",
     "kill": "containers:kill",
     "rm": "containers:rm",
+    "pause": "containers:pause",
+    "unpause": "containers:unpause",
     "exec": "containers:exec_",
     "inspect": "containers:inspect",
     "wait": "containers:wait",
     "top": "containers:top",
     "restart": "containers:restart",
     "rename": "containers:rename",
-    "pause": "containers:pause",
-    "unpause": "containers:unpause",
     "attach": "attach:attach",
     "cp": "cp:cp",
     "stats": "stats:stats",
@@ -65,7 +65,7 @@ COMMANDS: dict[str, str] = {
     "volume": "volumes:volume",
     # the event log
     "events": "events:events",
-    # the engine as a whole: the API service (system check/df/prune come later)
+    # the data root as a whole, and the Engine API service
     "system": "system:system",
 }
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 
 import click
 
 from .. import paths
+from .. import scratch as scratch_space
 from ..build.builder import Build
 
 
@@ -60,9 +60,7 @@ def build(tags, dockerfile, build_args, target, no_cache, quiet, network, labels
 def _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network, labels):
     """``build - < Dockerfile`` (no context at all) or ``build -f - DIR``: the Dockerfile
     comes from stdin and is written to a scratch file for the build."""
-    scratch_root = os.path.join(paths.data_root(), "tmp")
-    os.makedirs(scratch_root, exist_ok=True)
-    scratch = tempfile.mkdtemp(dir=scratch_root, prefix="stdin-build-")
+    scratch = scratch_space.mkdtemp(paths.data_root(), "stdin-build")
     try:
         dockerfile = os.path.join(scratch, "Dockerfile")
         with open(dockerfile, "wb") as f:

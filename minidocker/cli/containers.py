@@ -1,5 +1,5 @@
-"""Container verbs: run, create, start, ps, logs, stop, kill, rm, exec, inspect, wait, top,
-restart, rename, pause, unpause (attach, cp and stats have modules of their own).
+"""Container verbs: run, create, start, ps, logs, stop, kill, rm, pause, unpause, exec,
+inspect, wait, top, restart, rename (attach, cp and stats have modules of their own).
 
 Flags, output and exit codes follow ``docker`` (``docker run --help`` is the reference).
 """
@@ -152,8 +152,8 @@ def _status(c) -> str:
     from .format import ago, human_duration, since
     st = c.state["State"]
     if st["Running"]:
-        up = f"Up {human_duration(since(st['StartedAt']))}"
-        return up + " (Paused)" if st.get("Paused") else up
+        paused = " (Paused)" if st.get("Paused") else ""
+        return f"Up {human_duration(since(st['StartedAt']))}{paused}"
     if st["Status"] == "created":
         return "Created"
     return f"Exited ({st['ExitCode']}) {ago(st['FinishedAt'])}"
@@ -266,6 +266,30 @@ def rm(force, volumes, containers):
     _each(containers, one)
 
 
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def pause(containers):
+    """Pause all processes within one or more containers."""
+    from ..engine import lifecycle
+
+    def one(c, ref):
+        lifecycle.pause(c)
+        click.echo(ref)
+    _each(containers, one)
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def unpause(containers):
+    """Unpause all processes within one or more containers."""
+    from ..engine import lifecycle
+
+    def one(c, ref):
+        lifecycle.unpause(c)
+        click.echo(ref)
+    _each(containers, one)
+
+
 @click.command("exec", context_settings=PASS_THROUGH)
 @click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
 @click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open")
@@ -313,8 +337,7 @@ def inspect(fmt, kind, names):
 def _inspect_container(c) -> dict:
     state = {k: v for k, v in c.state.items() if not k.startswith("_")}
     state["Name"] = "/" + c.name
-    state["State"] = dict(state["State"], Restarting=False, Dead=False)
-    state["State"].setdefault("Paused", False)
+    state["State"] = dict({"Paused": False}, **state["State"], Restarting=False, Dead=False)
     return state
 
 
@@ -370,27 +393,3 @@ def rename(container, new_name):
     from ..engine import lifecycle
     from ..engine.containers import resolve
     lifecycle.rename(resolve(container), new_name)
-
-
-@click.command()
-@click.argument("containers", nargs=-1, required=True)
-def pause(containers):
-    """Pause all processes within one or more containers (the freezer cgroup)."""
-    from ..engine import lifecycle
-
-    def one(c, ref):
-        lifecycle.pause(c)
-        click.echo(ref)
-    _each(containers, one)
-
-
-@click.command()
-@click.argument("containers", nargs=-1, required=True)
-def unpause(containers):
-    """Unpause all processes within one or more containers."""
-    from ..engine import lifecycle
-
-    def one(c, ref):
-        lifecycle.unpause(c)
-        click.echo(ref)
-    _each(containers, one)

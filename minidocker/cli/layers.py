@@ -13,6 +13,8 @@ import tempfile
 
 import click
 
+from .. import scratch
+from ..crashpoint import reached
 from ..engine.commit import commit_container, container_diff, export_container
 from ..engine.containers import resolve
 from ..errors import InvalidInput, MinidockerError
@@ -64,14 +66,25 @@ def commit(author, changes, message, pause, container, repository):
 # =========================================================================== save
 def _open_output(output: str | None):
     """``-o FILE`` (written to a temp name, renamed when complete: a failed save leaves
-    no half archive) or stdout, which must not be a terminal."""
+    no half archive) or stdout, which must not be a terminal.
+
+    The temp name says which process writes it (``.minidocker-save-<pid>-<start>-…``,
+    :mod:`minidocker.scratch`): a save killed before its rename leaves one behind,
+    which the next save into the same directory removes."""
     if output is None:
         if sys.stdout.isatty():
             raise MinidockerError(TERMINAL_REFUSAL)
         return sys.stdout.buffer, None
     directory = os.path.dirname(os.path.abspath(output))
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".minidocker-save-")
+        for name in os.listdir(directory):
+            if name.startswith(".minidocker-save-") and \
+                    scratch.is_stale(os.path.join(directory, name)):
+                os.unlink(os.path.join(directory, name))
+    except OSError:
+        pass
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + scratch.prefix("minidocker-save"))
     except OSError as e:
         raise InvalidInput(f"failed to save: open {output}: {e.strerror.lower()}") from None
     return os.fdopen(fd, "wb"), tmp
@@ -84,6 +97,7 @@ def _finish_output(f, tmp, output, ok: bool):
     f.close()
     if ok:
         os.chmod(tmp, 0o644 & ~_umask())
+        reached("archive-written")
         os.rename(tmp, output)
     else:
         os.unlink(tmp)

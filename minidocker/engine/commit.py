@@ -19,19 +19,20 @@ same (``containers/<id>/init``, see :mod:`minidocker.engine.overlay`). Other mou
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-import tempfile
 import threading
 
-from .. import clock, paths
+from .. import clock, paths, scratch
+from ..crashpoint import reached as crash_point
 from ..errors import InvalidInput
 from ..image import changes as layer_changes
 from ..image.bootstrap import parse_changes
 from ..image.hashing import HashingWriter
 from ..image.store import Store, normalize_name
-from ..kernel import cgroups, mounts, syscalls
+from ..kernel import mounts, syscalls
+from .freezer import paused_by_command
+from .lifecycle import reconcile
 
 #: The image-config fields (OCI config.md, "config") a commit takes from the container.
 COMMITTED_FIELDS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes",
@@ -62,29 +63,13 @@ def container_diff(container, store: Store | None = None) -> list[layer_changes.
                                                exclude=engine_made_paths(container))
 
 
-@contextlib.contextmanager
 def paused(container, pause: bool = True):
     """Freeze a running container's processes for the time of the commit (Docker's
     ``commit --pause``, on by default): files do not change under the tar writer.
-    Uses the freezer cgroup; where there is none, the commit goes on unpaused."""
-    cg = None
-    if pause and container.state.get("State", {}).get("Running"):
-        try:
-            cg = cgroups.open_cgroup(container.cgroup)
-            if cg.is_frozen():
-                cg = None           # paused by the user already: leave it as it is
-            else:
-                cg.freeze()
-        except OSError:             # no freezer here, or the container just stopped
-            cg = None
-    try:
-        yield
-    finally:
-        if cg is not None:
-            try:
-                cg.thaw()
-            except OSError:
-                pass
+    The pause is recorded as this command's, so that if the commit is killed, the next
+    command that looks at the container thaws it (:mod:`.freezer`). Where there is
+    no freezer, the commit goes on unpaused."""
+    return paused_by_command(container, pause)
 
 
 def committed_config(parent: dict, container_config: dict, changes=(), author: str = "",
@@ -127,6 +112,7 @@ def commit_container(container, repository: str | None = None, message: str = ""
     If anything fails, the layer it stored is removed again.
     """
     store = store or Store()
+    reconcile(container)                    # (a pause left by a killed commit, say)
     if repository:
         normalize_name(repository)          # a bad name fails before any work
     parse_changes(changes)                  # so does a bad -c instruction
@@ -136,6 +122,7 @@ def commit_container(container, repository: str | None = None, message: str = ""
     lowers = store.layer_dirs(parent_id)
     exclude = engine_made_paths(container)
     with paused(container, pause):
+        crash_point("commit-paused")
         layer = store_layer_from_upperdir(store, container.upper_dir, lowers, exclude)
     try:
         state = container.state
@@ -229,12 +216,12 @@ def export_container(container, out, store: Store | None = None) -> None:
         # overlay over a live upper dir would be "undefined behaviour" (overlayfs.rst).
         layer_changes.layer_tar_from_upperdir(container.rootfs, out)
         return
-    os.makedirs(store.tmp_dir, exist_ok=True)
     lowers = [container.upper_dir] + list(reversed(store.layer_dirs(container.image_id)))
     if len(lowers) < 2:
         # overlayfs needs two lower dirs when there is no upper dir
-        lowers.append(tempfile.mkdtemp(dir=store.tmp_dir, prefix="export-empty-"))
-    target = tempfile.mkdtemp(dir=store.tmp_dir, prefix="export-")
+        lowers.append(scratch.mkdtemp(store.root, "export-empty"))
+    # owned scratch: if this process is killed, a later sweep unmounts and removes it
+    target = scratch.mkdtemp(store.root, "export")
     try:
         syscalls.mount("overlay", target, "overlay", syscalls.MS_RDONLY,
                        f"lowerdir={':'.join(lowers)}")

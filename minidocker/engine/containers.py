@@ -22,9 +22,8 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
 
-from .. import clock, paths
+from .. import clock, paths, scratch
 from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
 from .names import random_name
 
@@ -98,13 +97,17 @@ class Container:
     def save(self) -> None:
         paths.write_json(self.state_path, self.state)
 
+    def locked(self):
+        """The container's lock: held by every read-modify-write of its state.json."""
+        return paths.locked(f"container-{self.id}")
+
     def update(self, state: dict | None = None, **fields) -> None:
         """Under the container's lock (the monitor and a ``stop`` may write at the same
         time): re-read state.json, replace the top-level sections ``fields``
         (``NetworkSettings``...), change the ``State`` fields in ``state``, and write it
         back, keeping what other processes wrote meanwhile (``Mounts``). One write (and
         one fsync) for the lot, and none when nothing changes."""
-        with paths.locked(f"container-{self.id}"):
+        with self.locked():
             self.reload()
             state = state or {}
             if all(self.state.get(k) == v for k, v in fields.items()) and \
@@ -149,16 +152,33 @@ class Container:
             os.close(fd)
         return False
 
-    def wait_for_monitor(self) -> None:
-        """Block until the monitor process exits (its flock is released)."""
+    def wait_for_monitor(self, timeout: float | None = None) -> bool:
+        """Wait until the monitor process exits (its flock is released); False if it
+        still runs after ``timeout`` seconds (None: no bound, for ``docker wait``)."""
         path = os.path.join(self.dir, "monitor.lock")
         if not os.path.exists(path):
-            return
+            return True
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                return True
+            import time
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        return False
+                    time.sleep(0.02)
         finally:
             os.close(fd)
+
+    def monitor_pids(self) -> list[int]:
+        """The process(es) holding ``monitor.lock``: the container's monitor."""
+        return paths.lock_holders(os.path.join(self.dir, "monitor.lock"))
 
 
 # --------------------------------------------------------------------------- lookup
@@ -224,21 +244,26 @@ def new_record(name: str | None, state: dict, cid: str | None = None) -> Contain
             name = random_name(set(taken))
         cid = cid or new_id()
         c = Container(cid, state={**state, "Id": cid, "Name": name, "Created": now_iso()})
-        for d in (c.upper_dir, c.work_dir, c.rootfs):
-            os.makedirs(d)
-        os.chmod(c.dir, 0o700)
-        c.save()
+        # Made whole in scratch, then renamed into place: a create killed half-way
+        # leaves no container without its state.json (it would be invisible, and
+        # never removed), only scratch of a dead owner.
+        staging = scratch.mkdtemp(paths.data_root(), "new-container")
+        try:
+            for d in ("upper", "work", "bundle/rootfs"):
+                os.makedirs(os.path.join(staging, d))
+            paths.write_json(os.path.join(staging, "state.json"), c.state)
+            os.makedirs(os.path.dirname(c.dir), exist_ok=True)
+            os.rename(staging, c.dir)     # mkdtemp made it 0700, as a container dir is
+        except BaseException:
+            scratch.remove_tree(staging)
+            raise
     return c
 
 
 def delete_record(c: Container) -> None:
-    """Remove the container's directory (its mounts must be gone already)."""
-    shutil.rmtree(c.dir, ignore_errors=False, onerror=_rmtree_force)
+    """Remove the container's directory (its mounts must be gone already).
 
-
-def _rmtree_force(func, path, exc_info):
-    # A file made read-only (or immutable dir perms) inside the container's layer
-    if isinstance(exc_info[1], FileNotFoundError):
-        return
-    os.chmod(os.path.dirname(path), 0o700)
-    func(path)
+    It is renamed into scratch first (:func:`minidocker.scratch.discard`): the
+    container disappears in one step, so an ``rm`` killed while deleting its files
+    leaves no half-deleted container behind, only scratch that the next sweep removes."""
+    scratch.discard(paths.data_root(), c.dir, "deleted-container")

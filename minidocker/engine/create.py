@@ -274,6 +274,9 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
         # the Engine API's NetworkingConfig (aliases on a user network): the list form
         # state.json keeps (see network.endpoints_config)
         state["NetworkingConfig"] = {"Endpoints": list(opts["endpoints"])}
+    if opts.get("owner"):
+        # A container that belongs to a command (a build's RUN step): gone with it.
+        state["_Owner"] = opts["owner"]
     cid = new_id()
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]  # Docker's default hostname: the short id

@@ -1,5 +1,8 @@
 """The container lifecycle, one short function per verb: start, stop, kill, wait, rm,
-logs, top, and the clean-up of containers whose monitor died."""
+pause, unpause, logs, top, and the clean-up of containers whose monitor died.
+
+Every wait has a bound (a stuck process must give a one-line error, never a silent
+hang), except ``docker wait``'s, whose whole job is to wait."""
 
 from __future__ import annotations
 
@@ -9,11 +12,16 @@ import sys
 import time
 
 from .. import paths
-from ..errors import Conflict, InvalidInput
-from . import monitor
+from ..errors import Conflict, InvalidInput, MinidockerError
+from ..kernel import cgroups, processes
+from . import freezer, monitor
 from .containers import Container, list_containers
 from .logs import read_records
 from .etc_files import lookup_user
+
+#: How long ``stop``, ``kill`` and ``rm -f`` wait for a monitor to finish once its
+#: container got SIGKILL (the monitor then only unmounts and writes the exit code).
+MONITOR_EXIT_TIMEOUT = 10.0
 
 
 def parse_signal(name: str | int) -> int:
@@ -29,27 +37,68 @@ def parse_signal(name: str | int) -> int:
         raise InvalidInput(f"invalid signal: {name}") from None
 
 
-def reconcile(c: Container) -> Container:
-    """A container marked running whose monitor is gone (killed, machine crashed): take
-    down what it left (network, mounts, cgroup) and mark it exited, as Docker does on
-    restart."""
+def reconcile(c: Container, removing: bool = False) -> Container:
+    """Bring the record in line with what is really there, as Docker does when its
+    daemon restarts. Every command that looks at a container calls this first.
+
+    - A container marked running whose monitor is gone (killed, machine crashed):
+      kill what is left in its cgroup, take down its network and mounts, and mark it
+      exited (255). One that was to be removed when it stopped (``--rm``) is removed:
+      its monitor, the one that would have, is dead.
+    - A pause whose holder is gone (a killed ``commit``) is undone (:mod:`.freezer`).
+    - A container that belonged to a command that is gone (a killed build's RUN
+      step) is removed. (``removing``: called by :func:`remove` itself.)
+    """
     if c.state["State"].get("Running") and not c.monitor_alive():
-        pid = c.state["State"].get("Pid")
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        # Not by the recorded pid: after a reboot that number names another process.
+        # The cgroup holds exactly the container's processes (thawed first: on v1 a
+        # frozen process does not die of SIGKILL).
+        freezer.thaw_for_signal(c)
         try:
             monitor.finish(c, 255)
         finally:
             monitor.remove_cgroup(c)
+        if c.state["HostConfig"].get("AutoRemove") and os.path.isdir(c.dir) and not removing:
+            remove(c.reload(), force=True)
+            return c
+    elif c.state["State"].get("Paused"):
+        freezer.reconcile(c)
+    elif _left_set_up(c) and not c.monitor_alive():
+        # A monitor killed while it set the container up (mounted, made the
+        # cgroup, maybe wired the network) before it could record "running".
+        freezer.thaw_for_signal(c)
+        try:
+            monitor.disconnect_network(c)
+        finally:
+            monitor.umount_rootfs(c)
+            monitor.remove_cgroup(c)
+    if not removing and _orphaned(c) and os.path.isdir(c.dir):
+        remove(c, force=True)
     return c
+
+
+def _orphaned(c: Container) -> bool:
+    """A container that belongs to a command (``_Owner``: a build's RUN step) whose
+    command is gone, and that no monitor runs: nobody will ever remove it but us."""
+    owner = c.state.get("_Owner")
+    return bool(owner) and not processes.owner_alive(owner) and not c.monitor_alive()
+
+
+def _left_set_up(c: Container) -> bool:
+    """Cheap signs that a container not marked running has things set up: its root
+    filesystem is mounted (an overlay is a device of its own), its cgroup exists."""
+    if os.path.ismount(c.rootfs):
+        return True
+    try:
+        return cgroups.open_cgroup(c.cgroup).exists()
+    except OSError:
+        return False
 
 
 def reconcile_all() -> list[Container]:
     """Reconcile every container, and let the network free what dead ones left."""
     containers = [reconcile(c) for c in list_containers()]
+    containers = [c for c in containers if os.path.isdir(c.dir)]
     # Lazy: the network package costs ~16-20 ms to import, and `run`, which imports
     # this module, must not pay for it with --network none.
     from .. import network
@@ -66,6 +115,8 @@ def start(c: Container, store, attach: bool, attach_clients: int = 0,
     monitor's attach socket listens) see the output from the first byte: the API's
     attach-then-start (``docker run``, ``docker start -a``)."""
     reconcile(c)
+    if c.state["State"].get("Paused"):
+        raise Conflict("cannot start a paused container, try unpause instead")
     if c.state["State"]["Running"]:
         return None
     if attach:
@@ -75,17 +126,17 @@ def start(c: Container, store, attach: bool, attach_clients: int = 0,
 
 
 def kill(c: Container, sig: int = signal.SIGKILL) -> None:
-    """Send ``sig`` to the container's PID 1 (``docker kill``)."""
+    """Send ``sig`` to the container's PID 1 (``docker kill``); a paused container is
+    thawed first, or the signal would wait for the thaw."""
     reconcile(c)
     if not c.state["State"]["Running"]:
         raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
     c.emit("kill", signal=str(int(sig)))
+    freezer.thaw_for_signal(c)
     try:
         os.kill(c.state["State"]["Pid"], sig)
     except ProcessLookupError:
         pass
-    if sig == signal.SIGKILL:
-        _thaw_if_paused(c)      # a frozen process dies only once thawed
 
 
 def stop(c: Container, timeout: float = 10) -> None:
@@ -98,7 +149,7 @@ def stop(c: Container, timeout: float = 10) -> None:
     reconcile(c)
     if not c.state["State"]["Running"]:
         return
-    _thaw_if_paused(c)          # a frozen process cannot act on the stop signal
+    freezer.thaw_for_signal(c)
     sig = parse_signal(c.state["Config"].get("StopSignal") or "SIGTERM")
     pid = c.state["State"]["Pid"]
     c.emit("kill", signal=str(int(sig)))
@@ -115,26 +166,68 @@ def stop(c: Container, timeout: float = 10) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    c.wait_for_monitor()
+    _wait_after_kill(c)
     _reload_unless_removed(c)
     c.emit("stop")
 
 
+def _wait_after_kill(c: Container, force: bool = False) -> None:
+    """Wait (bounded) for the monitor of a container that got SIGKILL to finish. With
+    ``force`` (``rm -f``), a monitor that does not (stopped, stuck) is killed too, and
+    the container reconciled as if it had died."""
+    if c.wait_for_monitor(MONITOR_EXIT_TIMEOUT):
+        return
+    holders = c.monitor_pids()
+    if not force:
+        who = f" (pid {', '.join(map(str, holders))})" if holders else ""
+        raise MinidockerError(f"container {c.short_id}: its monitor{who} did not finish "
+                              f"within {MONITOR_EXIT_TIMEOUT:g}s of SIGKILL")
+    for pid in holders:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if not c.wait_for_monitor(MONITOR_EXIT_TIMEOUT):
+        raise MinidockerError(f"container {c.short_id}: its monitor did not exit even "
+                              "after SIGKILL")
+    if _reload_unless_removed(c):
+        reconcile(c, removing=force)
+
+
 def wait(c: Container) -> int:
-    """Block until the container stops; its exit code."""
+    """Block until the container stops; its exit code (no bound: that is the verb)."""
     c.wait_for_monitor()
     return reconcile(c.reload()).state["State"]["ExitCode"]
 
 
+def pause(c: Container) -> None:
+    """``docker pause``: freeze every process of the container (see :mod:`.freezer`)."""
+    reconcile(c)
+    freezer.pause(c)
+    c.emit("pause")
+
+
+def unpause(c: Container) -> None:
+    """``docker unpause``."""
+    reconcile(c)
+    freezer.unpause(c)
+    c.emit("unpause")
+
+
 def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
     """``docker rm``: every trace of the container goes (mounts, cgroup, network, dir)."""
-    reconcile(c)
+    reconcile(c, removing=True)
+    if not os.path.isdir(c.dir):
+        return      # a --rm container that reconcile has just removed
     if c.state["State"]["Running"]:
         if not force:
+            if c.state["State"].get("Paused"):
+                raise Conflict(f"You cannot remove a paused container {c.id}. Unpause and then "
+                               "stop the container before attempting removal or force remove")
             raise Conflict(f"You cannot remove a running container {c.id}. Stop the container "
                            "before attempting removal or force remove")
         kill(c, signal.SIGKILL)
-        c.wait_for_monitor()
+        _wait_after_kill(c, force=True)
         if not _reload_unless_removed(c):
             return  # a --rm container: its monitor removed it on the way out
     monitor.remove_stopped(c, volumes=volumes)
@@ -227,57 +320,11 @@ def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, t
     return code
 
 
-
-
-# ------------------------------------------------------------------ more verbs
-def is_paused(c: Container) -> bool:
-    return bool(c.state["State"].get("Paused"))
-
-
-def _thaw_if_paused(c: Container) -> None:
-    """A frozen process cannot act on a signal, not even SIGKILL, until it is thawed:
-    Docker thaws a paused container after sending it SIGKILL."""
-    if not is_paused(c):
-        return
-    from ..kernel import cgroups
-    try:
-        cgroups.open_cgroup(c.cgroup).thaw()
-    except OSError:
-        pass
-    c.update_state(Paused=False, Status="running" if c.monitor_alive() else c.status)
-
-
-def pause(c: Container) -> None:
-    """``docker pause``: freeze every process of the container (the freezer cgroup,
-    v1 ``freezer.state`` or v2 ``cgroup.freeze``); ``ps`` shows ``(Paused)``."""
-    reconcile(c)
-    if not c.state["State"]["Running"]:
-        raise Conflict(f"Container {c.id} is not running")
-    if is_paused(c):
-        raise Conflict(f"Container {c.id} is already paused")
-    from ..kernel import cgroups
-    cgroups.open_cgroup(c.cgroup).freeze()
-    c.update_state(Paused=True, Status="paused")
-    c.emit("pause")
-
-
-def unpause(c: Container) -> None:
-    """``docker unpause``: thaw the container's cgroup."""
-    reconcile(c)
-    if not is_paused(c):
-        raise Conflict(f"Container {c.id} is not paused")
-    from ..kernel import cgroups
-    cgroups.open_cgroup(c.cgroup).thaw()
-    c.update_state(Paused=False, Status="running")
-    c.emit("unpause")
-
-
 def restart(c: Container, store, timeout: float = 10) -> None:
     """``docker restart``: stop (the stop signal, then SIGKILL after ``timeout``), then
     start again, detached."""
     if c.state["State"].get("Running"):
-        _thaw_if_paused(c)
-        stop(c, timeout)
+        stop(c, timeout)        # (stop thaws a paused container first)
     start(c.reload(), store, attach=False)
     c.update_fields(RestartCount=int(c.reload().state.get("RestartCount") or 0) + 1)
     c.emit("restart")

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import selectors
 import signal
 import sys
 
+from ..crashpoint import reached as crash_point
 from ..errors import MinidockerError
 from ..kernel import cgroups
 from . import links, volumes
 from .containers import Container, delete_record, now_iso
+from .volumes import remove_anonymous
 from .logs import LogWriter
 from .etc_files import etc_files, write_hosts
 from .overlay import mount_rootfs, umount_rootfs
-from .volumes import remove_anonymous
 
 # Some imports are made inside the functions that run a container, not above: ps,
 # stop, rm and logs import this module too (through lifecycle.py) and need none of them.
@@ -35,6 +37,9 @@ from .volumes import remove_anonymous
 # bundle.py, which imports it), the network package ~16-20 ms (only a bridged container
 # needs it: `run --network none` never loads it), engine/runc.py ~1 ms (subprocess; only
 # for --runtime runc).
+
+#: How long ``run -d`` / ``start`` wait for the monitor to say that the container runs.
+START_TIMEOUT = 120.0
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -173,6 +178,7 @@ def run(c: Container, store, attach: bool, on_started=None, attach_clients: int 
         c.update_state(Status="running", Running=True, Pid=proc.pid, StartedAt=now_iso(),
                        ExitCode=0, OOMKilled=False, Error="")
         c.emit("start")
+        crash_point("container-started")    # (the crash tests' "monitor killed")
         if on_started:
             on_started()
         log = LogWriter(c.log_path)
@@ -227,9 +233,10 @@ def finish(c: Container, code: int, proc=None, error: str = "") -> None:
             proc.cleanup()
         if os.path.isdir(c.dir):
             # As Docker: a stopped container has no address and publishes no ports.
-            c.update(NetworkSettings={},
-                     state=dict(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=code,
-                                OOMKilled=oom, Error=error, FinishedAt=now_iso()))
+            c.update(NetworkSettings={}, _PausedBy=None,
+                     state=dict(Status="exited", Running=False, Paused=False, Pid=0,
+                                ExitCode=code, OOMKilled=oom, Error=error,
+                                FinishedAt=now_iso()))
 
 
 def remove_cgroup(c: Container) -> None:
@@ -248,12 +255,17 @@ def remove_cgroup(c: Container) -> None:
 
 def remove_stopped(c: Container, volumes: bool = False) -> None:
     """Every trace of a container that no longer runs goes: its overlay mount, its
-    cgroup, with ``volumes`` its anonymous volumes, and its directory (``docker rm``)."""
+    cgroup, its directory, and with ``volumes`` its anonymous volumes (``docker rm``).
+
+    The record goes first (in one step: :func:`.containers.delete_record`), the
+    volumes second: killed in between, an anonymous volume is left that no container
+    uses (``volume prune`` finds it), never a container whose volume is gone."""
     umount_rootfs(c)
     remove_cgroup(c)
+    crash_point("container-stopped")
+    delete_record(c)
     if volumes:
         remove_anonymous(c.state)
-    delete_record(c)
     c.emit("destroy")
 
 
@@ -423,6 +435,16 @@ def start_detached(c: Container, store, attach_clients: int = 0, on_listening=No
             os._exit(code)
     os.close(w)
     os.waitpid(child, 0)
+    readable, _, _ = select.select([r], [], [], START_TIMEOUT)
+    if not readable:
+        # A monitor that does not get there is stopped, not left to start the
+        # container behind the user's back later; the next command that looks at
+        # the container reconciles it (lifecycle.reconcile).
+        os.close(r)
+        for pid in c.monitor_pids():
+            os.kill(pid, signal.SIGKILL)
+        raise MinidockerError(f"container {c.short_id} did not start within "
+                              f"{START_TIMEOUT:g}s")
     with os.fdopen(r, "rb") as f:
         line = f.readline().decode().strip()
         if line == "listening":

@@ -24,13 +24,12 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 
-from .. import clock
+from .. import clock, scratch
 from ..errors import InvalidInput, MinidockerError
 from . import compression, reference
 from .busybox import make_busybox_rootfs
-from .store import Store, new_config, scratch_prefix
+from .store import Store, new_config
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -89,13 +88,8 @@ def image_from_rootfs(store: Store, rootfs: str, tag: str | None, cmd, created_b
     return image_id
 
 
-def _store_tmp(store: Store) -> str:
-    os.makedirs(store.tmp_dir, exist_ok=True)
-    return store.tmp_dir
-
-
 def _scratch_dir(store: Store, kind: str) -> str:
-    return tempfile.mkdtemp(dir=_store_tmp(store), prefix=scratch_prefix(kind))
+    return scratch.mkdtemp(store.root, kind)
 
 
 def bootstrap_busybox(store: Store | None = None, tag: str = "busybox:latest") -> str:

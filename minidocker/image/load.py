@@ -28,9 +28,9 @@ import posixpath
 import shutil
 import stat
 import tarfile
-import tempfile
 from dataclasses import dataclass
 
+from .. import scratch
 from ..errors import InvalidInput
 from . import compression
 from .compression import detect_compression
@@ -152,7 +152,7 @@ def spool_archive(src, tmp_dir: str) -> str:
     its path. Reading an archive needs random access (``manifest.json`` is at the end
     of a Docker archive, but says how to read what comes before); streaming to disk
     keeps memory flat."""
-    fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="load-")
+    fd, path = scratch.mkstemp(os.path.dirname(tmp_dir), "load")
     try:
         with os.fdopen(fd, "wb") as out:
             kind, stream = compression.uncompressed(src)

@@ -23,10 +23,19 @@ The **image id** is the sha256 of the config blob (Docker's rule): two images wi
 same config are the same image.
 
 Concurrency: several minidocker processes may use the store at once. Blobs and
-layers are written under a temporary name in ``$ROOT/tmp`` and ``rename``d into place,
-which is atomic: a reader sees all of a blob or none of it. If two processes extract
-the same layer, both finish, one rename wins, the other throws its copy away. Tags and
-image records change only under the ``store`` lock (``paths.locked``).
+layers are written under a temporary name in ``$ROOT/tmp`` (scratch owned by the
+writing process: :mod:`minidocker.scratch`) and ``rename``d into place, which is
+atomic: a reader sees all of a blob or none of it. If two processes extract the same
+layer, both finish, one rename wins, the other throws its copy away. Tags and image
+records change only under the ``store`` lock (``paths.locked``).
+
+Crashes: every change is ordered so that a process killed between any two steps leaves
+a store whose records are all true (``docs/crash-consistency.rst`` walks through each
+command): content first (blob, then extracted layer), then the records that point at
+it (image record, then tag); deletion the other way round. What a killed writer leaves
+is content no image refers to yet. A process that writes content holds the ``gc`` lock
+*shared* until it exits (:meth:`Store.hold_writer_lock`), so garbage collection, which
+takes it exclusively, knows when unreferenced content is nobody's work in progress.
 """
 
 from __future__ import annotations
@@ -36,14 +45,12 @@ import errno
 import io
 import json
 import os
-import re
 import shutil
-import tempfile
 import time
 
-from .. import clock, paths
-from ..errors import Conflict, InvalidInput, NotFound
-from ..kernel import processes
+from .. import clock, paths, scratch
+from ..crashpoint import reached as crash_point
+from ..errors import Conflict, InvalidInput, MinidockerError, NotFound
 from . import reference
 from .hashing import HashingReader, HashingWriter
 
@@ -64,6 +71,9 @@ MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 STORE_LOCK = "store"
+#: Held shared by every process that adds content to the store, exclusively by garbage
+#: collection (see the module doc).
+GC_LOCK = "gc"
 
 
 def split_digest(digest: str) -> str:
@@ -81,7 +91,7 @@ class BlobWriter:
 
     def __init__(self, store: "Store"):
         self.store = store
-        fd, self.tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix=scratch_prefix("blob"))
+        fd, self.tmp = scratch.mkstemp(store.root, "blob")
         self.file = os.fdopen(fd, "wb")
         self.hashing = HashingWriter(self.file)
         self.digest = None
@@ -153,9 +163,32 @@ class Store:
 
     # ================================================================== helpers
     def _ensure_dirs(self) -> None:
+        """Make the store's directories; called before content is written, so it also
+        takes the writer's lock (:meth:`hold_writer_lock`)."""
         for d in (self.blobs_dir, self.layers_dir, os.path.join(self.layerdb_dir, "blobs"),
                   self.images_dir, self.tmp_dir):
             os.makedirs(d, exist_ok=True)
+        self.hold_writer_lock()
+
+    def hold_writer_lock(self) -> None:
+        """Take the ``gc`` lock *shared*, once, and keep it until this process exits.
+
+        Between a blob's arrival and the image record that names it, the blob is
+        referenced by nothing: garbage, to anyone who does not know that a pull is
+        under way. The lock says it: garbage collection (:meth:`collect_garbage`,
+        ``system check``) takes it exclusively, and so sees unreferenced content only
+        when no writer is alive. A killed writer's lock goes with it (``flock``)."""
+        key = (self.root, os.getpid())
+        if key not in _WRITER_LOCKS and self.root not in _COLLECTING:
+            _WRITER_LOCKS[key] = paths.acquire_flock(
+                os.path.join(self.root, "locks", GC_LOCK), shared=True,
+                what="the 'gc' lock (a garbage collection is running)")
+
+    def collecting(self, timeout: float = 2.0):
+        """The ``gc`` lock, exclusively: no writer is alive while it is held. Raises
+        :class:`~minidocker.errors.MinidockerError` after ``timeout`` seconds. While
+        it is held, this process may write too (a repair extracting a layer again)."""
+        return _Collecting(self.root, timeout)
 
     def locked(self):
         """The store-wide lock for read-modify-write of tags and image records."""
@@ -198,7 +231,7 @@ class Store:
             src = io.BytesIO(bytes(src))
         self._ensure_dirs()
         reader = HashingReader(src)
-        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix=scratch_prefix("blob"))
+        fd, tmp = scratch.mkstemp(self.root, "blob")
         try:
             with os.fdopen(fd, "wb") as out:
                 while True:
@@ -216,6 +249,7 @@ class Store:
         except BaseException:
             _unlink_quietly(tmp)
             raise
+        crash_point("blob-stored")
         return digest, reader.size
 
     def new_blob(self) -> "BlobWriter":
@@ -292,7 +326,7 @@ class Store:
         stream (the diff_id), then rename the dir to ``layers/<diff_id hex>``."""
         self._ensure_dirs()
         from . import compression, unpack  # lazy: see the imports
-        tmp = tempfile.mkdtemp(dir=self.tmp_dir, prefix=scratch_prefix("layer"))
+        tmp = scratch.mkdtemp(self.root, "layer")
         try:
             try:
                 with open(self.blob_path(digest), "rb") as raw:
@@ -306,13 +340,16 @@ class Store:
             except InvalidInput as e:
                 raise InvalidInput(f"layer blob {digest}: {e}") from None
             diff_id = reader.digest
+            crash_point("extracted")
             # Data on disk before the rename makes the layer visible: after a crash a
             # layer directory is complete or absent, never full of empty files.
             sync_filesystem(tmp)
-            # The metadata first: a layer dir that exists always has its record.
+            # The metadata first: a layer dir that exists always has its record. The
+            # census lets ``system check`` tell a whole layer dir from a damaged one.
             paths.write_json(self._layer_meta_path(diff_id),
                              {"diff_id": diff_id, "size": content_size,
-                              "tar_size": reader.size})
+                              "tar_size": reader.size, "census": layer_census(tmp)})
+            crash_point("layer-recorded")
             self._install_layer_dir(tmp, self.layer_dir(diff_id))
             paths.write_atomic(self._blob_map_path(digest), diff_id + "\n")
         finally:
@@ -375,6 +412,7 @@ class Store:
                         "digest": layer["digest"], "size": layer["size"]}
                        for layer in layers],
         }
+        self._ensure_dirs()     # (the writer's lock before the store lock, never after)
         with self.locked():
             # A concurrent rmi may have removed a blob or layer we were about to use.
             if not self.has_blob(config_digest):
@@ -384,8 +422,8 @@ class Store:
                 if not self.has_blob(layer["digest"]) or not self.has_layer(layer["diff_id"]):
                     raise Conflict(f"layer {layer['diff_id']} was removed while the image "
                                    "was being written; try again")
-            self._ensure_dirs()
             paths.write_json(self._image_record_path(config_digest), manifest)
+        crash_point("image-recorded")
         return config_digest
 
     def has_image(self, image_id: str) -> bool:
@@ -459,6 +497,7 @@ class Store:
                 raise NotFound(f"No such image: {key}")
             image_id = repos.pop(key)
             self._write_repositories(repos)
+        crash_point("untagged")
         if event:
             self.emit(image_id, "untag")
         return image_id
@@ -608,83 +647,152 @@ class Store:
                 continue
         return blobs, layers
 
+    def unreferenced(self, grace_seconds: float = 0) -> list[tuple[str, str, str]]:
+        """Content no image refers to: ``(kind, name, path)`` for each unused blob
+        (``blob``), extracted layer (``layer``), layer record without its directory
+        (``layer record``) and blob-to-layer note without its blob (``layer note``).
+
+        Such content is either a killed command's leftover or a live command's work
+        in progress: call this while holding :meth:`collecting`, or give a
+        ``grace_seconds`` (what is younger is kept)."""
+        found = []
+        blobs, layers = self._references()
+
+        def young(path):
+            return grace_seconds > 0 and not old_enough(path, grace_seconds)
+
+        for name in _listdir(self.blobs_dir):
+            path = os.path.join(self.blobs_dir, name)
+            if _is_hex(name) and len(name) == 64 and "sha256:" + name not in blobs \
+                    and not young(path):
+                found.append(("blob", "sha256:" + name, path))
+        for name in _listdir(self.layers_dir):
+            path = os.path.join(self.layers_dir, name)
+            meta = os.path.join(self.layerdb_dir, name + ".json")
+            if _is_hex(name) and len(name) == 64 and "sha256:" + name not in layers and \
+                    not young(meta if os.path.exists(meta) else path):
+                found.append(("layer", "sha256:" + name, path))
+        for name in _listdir(self.layerdb_dir):
+            path = os.path.join(self.layerdb_dir, name)
+            if name.endswith(".json") and not young(path) and \
+                    not os.path.isdir(os.path.join(self.layers_dir, name[:-5])):
+                found.append(("layer record", "sha256:" + name[:-5], path))
+        for name in _listdir(os.path.join(self.layerdb_dir, "blobs")):
+            path = os.path.join(self.layerdb_dir, "blobs", name)
+            if not os.path.exists(os.path.join(self.blobs_dir, name)) and not young(path):
+                found.append(("layer note", "sha256:" + name, path))
+        return found
+
+    def remove_unreferenced(self, kind: str, name: str, path: str) -> int:
+        """Remove one item :meth:`unreferenced` found; returns the bytes freed."""
+        if kind == "blob":
+            freed = os.path.getsize(path) if os.path.exists(path) else 0
+            _unlink_quietly(path)
+            _unlink_quietly(self._blob_map_path(name))
+            return freed
+        if kind == "layer":
+            freed = self.layer_size(name)
+            self._remove_layer_dir(name)
+            return freed
+        _unlink_quietly(path)
+        return 0
+
     def collect_garbage(self, grace_seconds: float = 600) -> tuple[list[str], int]:
         """Remove blobs, layers and scratch files that no image refers to.
 
-        They appear when a command is interrupted (a pull that stored blobs but never
-        wrote its image) or when an unused blob was stored (``put_blob`` of the same
-        layer uncompressed). Anything younger than ``grace_seconds`` is kept: another
-        process may be about to write the image that uses it. Returns (what was
-        removed, bytes freed)."""
+        They appear when a command is killed (a pull that stored blobs but never wrote
+        its image). When no command that writes to the store is alive (the ``gc``
+        lock, see :meth:`hold_writer_lock`), everything unreferenced goes; when one
+        is, only what is older than ``grace_seconds``, since the live one may be
+        about to write the image that uses it. Scratch in ``$ROOT/tmp`` goes when
+        its owner is dead. Returns (what was removed, bytes freed)."""
         removed, freed = [], 0
-
-        def old(path):
-            return old_enough(path, grace_seconds)
-
-        with self.locked():
-            blobs, layers = self._references()
-            for name in _listdir(self.blobs_dir):
-                digest = "sha256:" + name
-                path = os.path.join(self.blobs_dir, name)
-                if len(name) == 64 and digest not in blobs and old(path):
-                    freed += os.path.getsize(path)
-                    os.unlink(path)
-                    _unlink_quietly(os.path.join(self.layerdb_dir, "blobs", name))
-                    removed.append(digest)
-            for name in _listdir(self.layers_dir):
-                diff_id = "sha256:" + name
-                meta = os.path.join(self.layerdb_dir, name + ".json")
-                if len(name) == 64 and diff_id not in layers and \
-                        old(meta if os.path.exists(meta) else os.path.join(self.layers_dir, name)):
-                    freed += self.layer_size(diff_id)
-                    self._remove_layer_dir(diff_id)
-                    removed.append(diff_id)
-            for name in _listdir(self.layerdb_dir):
-                # a record whose layer never made it into place (a crash in between)
-                path = os.path.join(self.layerdb_dir, name)
-                if name.endswith(".json") and old(path) and \
-                        not os.path.isdir(os.path.join(self.layers_dir, name[:-5])):
-                    _unlink_quietly(path)
-            for name in _listdir(self.tmp_dir):
-                path = os.path.join(self.tmp_dir, name)
-                owner = scratch_owner(name)
-                if owner is not None and processes.is_alive(*owner):
-                    continue  # still being written (a long debootstrap, a big pull)
-                if owner is None and not old_enough(path, max(grace_seconds, 86400)):
-                    continue  # someone else's scratch file: only when surely stale
-                if old(path):
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        _unlink_quietly(path)
+        gc, grace = None, grace_seconds
+        if (self.root, os.getpid()) not in _WRITER_LOCKS:   # (we may be a writer too)
+            try:
+                gc = self.collecting()
+                gc.__enter__()
+                grace = 0
+            except MinidockerError:
+                gc = None
+        try:
+            with self.locked():
+                for kind, name, path in self.unreferenced(grace):
+                    freed += self.remove_unreferenced(kind, name, path)
+                    if kind in ("blob", "layer"):
+                        removed.append(name)
+            freed += sum(size for _, size in scratch.sweep(self.root))
+        finally:
+            if gc is not None:
+                gc.__exit__(None, None, None)
         return removed, freed
 
     def _remove_layer_dir(self, diff_id: str) -> None:
-        """Rename first (atomic: no one sees a half-deleted layer), then delete."""
-        final = self.layer_dir(diff_id)
-        doomed = tempfile.mkdtemp(dir=self.tmp_dir, prefix=scratch_prefix("deleted-layer"))
-        target = os.path.join(doomed, "layer")
-        os.rename(final, target)
+        """Rename first (atomic: no one sees a half-deleted layer), then the record,
+        then delete (:func:`minidocker.scratch.discard`)."""
+        doomed = scratch.mkdtemp(self.root, "deleted-layer")
+        os.rename(self.layer_dir(diff_id), os.path.join(doomed, "layer"))
         _unlink_quietly(self._layer_meta_path(diff_id))
-        shutil.rmtree(doomed, ignore_errors=True)
+        crash_point("discarding")
+        scratch.remove_tree(doomed)
 
 
 # ====================================================================== module helpers
-def scratch_prefix(kind: str) -> str:
-    """Name prefix for scratch files in ``$ROOT/tmp``: ``layer-<pid>-<start time>-``.
-    The owner's pid and start time let ``image prune`` tell the leftovers of a crashed
-    command from work in progress (a pid alone may belong to a new process by then)."""
-    pid = os.getpid()
-    return f"{kind}-{pid}-{processes.start_time(pid)}-"
+#: (data root, pid) -> the fd holding the ``gc`` lock shared (see Store.hold_writer_lock)
+_WRITER_LOCKS: dict[tuple[str, int], int] = {}
 
 
-def scratch_owner(name: str) -> tuple[int, int | None] | None:
-    """``(pid, start time)`` of the process that made scratch file ``name``; the start
-    time is None in a name from before it was recorded (``layer-<pid>-...``)."""
-    match = re.match(r"^[a-z][a-z-]*?-(\d+)-(?:(\d+)-)?", name)
-    if not match:
-        return None
-    return int(match.group(1)), (int(match.group(2)) if match.group(2) else None)
+#: data roots whose ``gc`` lock this process holds exclusively (Store.collecting)
+_COLLECTING: set[str] = set()
+
+
+class _Collecting(paths.locked):
+    def __init__(self, root: str, timeout: float):
+        super().__init__(GC_LOCK, root=root, timeout=timeout)
+        self.root = root
+
+    def __enter__(self):
+        super().__enter__()
+        _COLLECTING.add(self.root)
+        return self
+
+    def __exit__(self, *exc):
+        _COLLECTING.discard(self.root)
+        return super().__exit__(*exc)
+
+
+def _forget_writer_locks() -> None:
+    """In a forked child (a container's monitor outlives the command that forked it):
+    close our copy of the writer's lock, so that it goes with the command that took it."""
+    for fd in _WRITER_LOCKS.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _WRITER_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_writer_locks)
+
+
+def layer_census(path: str) -> dict:
+    """What an extracted layer holds, in two numbers: its entries (files, directories,
+    links, whiteouts) and the bytes of its regular files (each inode once). Recorded in
+    the layer database when the layer is extracted; ``system check`` counts again and
+    compares, which finds a layer directory damaged after the fact."""
+    entries, size, seen = 0, 0, set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            entries += 1
+            if name in filenames:
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                if (st.st_mode & 0o170000) == 0o100000 and (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    size += st.st_size
+    return {"entries": entries, "bytes": size}
 
 
 def old_enough(path: str, seconds: float) -> bool:

@@ -14,6 +14,8 @@ namespaces.
 
 from __future__ import annotations
 
+import os
+
 
 def _stat_fields(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` from field 3 (``state``) on, or None when there
@@ -44,3 +46,18 @@ def is_alive(pid: int, started: int | None = None) -> bool:
     if fields is None or fields[0] == "Z":
         return False
     return started is None or int(fields[19]) == started
+
+
+def identity(pid: int | None = None) -> dict:
+    """``{"Pid": pid, "PidStart": start}`` of ``pid`` (default: this process): how a
+    record (a pause's holder, a build's container, an address lease) names its owner."""
+    pid = os.getpid() if pid is None else pid
+    return {"Pid": pid, "PidStart": start_time(pid)}
+
+
+def owner_alive(owner: dict | None) -> bool:
+    """Is the process an :func:`identity` names still running (and the same one)? A
+    record without a start time (from an older minidocker) trusts the pid alone."""
+    if not owner or not owner.get("Pid"):
+        return False
+    return is_alive(owner["Pid"], owner.get("PidStart"))

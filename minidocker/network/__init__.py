@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .attach import (attach_container, attach_endpoint, cleanup_stale, detach_container,
                      detach_endpoint, endpoints_config, endpoints_list, network_mode,
-                     release_endpoint_by_name)
+                     release_endpoint_by_name, release_stale_claims, stale_holdings)
 from .verbs import containers_on, create_network, prune_networks, remove_network
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "attach_container", "detach_container", "cleanup_stale", "attach_endpoint",
     "detach_endpoint", "release_endpoint_by_name", "network_mode", "endpoints_config",
     "endpoints_list",
+    # what dead containers still hold, for system check (network/attach.py)
+    "stale_holdings", "release_stale_claims",
     # the network verbs (network/verbs.py)
     "create_network", "remove_network", "prune_networks", "containers_on",
 ]

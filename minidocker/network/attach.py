@@ -337,6 +337,51 @@ def cleanup_stale() -> list[str]:
     return sorted(stale)
 
 
+def stale_holdings() -> list[tuple[str, str]]:
+    """What dead containers of this data root still hold, for ``system check``
+    (``cleanup_stale`` gives it back): ``(container id, what)`` for each address lease
+    whose process is gone, each published host port of a container with no live
+    lease, and each host-wide address claim (``/run/minidocker/addresses``) of one of
+    those. (Other data roots' claims are theirs to report; a dead one is taken over
+    by the next container that wants its address anyway.)"""
+    found, live = [], set()
+    for rec in records.list_records():
+        for ip, lease in sorted(ipam.leases_of(rec["Name"]).items()):
+            if ipam.lease_is_alive(lease):
+                live.add(lease["Container"])
+            else:
+                found.append((lease["Container"], f"address {ip} on network {rec['Name']}"))
+    for slot, cid in sorted(ports.load_table().items()):
+        if cid not in live:
+            found.append((cid, f"host port {slot}"))
+    mine = {cid for cid, _ in found}
+    for bridge_name in _listdir(ipam.CLAIMS_DIR):
+        for ip in _listdir(os.path.join(ipam.CLAIMS_DIR, bridge_name)):
+            holder = ipam.read_claim(bridge_name, ip)
+            if holder is not None and holder.get("Container") in mine and \
+                    not ipam.lease_is_alive(holder):
+                found.append((holder["Container"],
+                              f"claim on address {ip} of bridge {bridge_name}"))
+    return found
+
+
+def release_stale_claims() -> None:
+    """Remove the host-wide address claims whose holder is gone (any data root's: a
+    claim holds nothing once its process is dead)."""
+    for bridge_name in _listdir(ipam.CLAIMS_DIR):
+        for ip in _listdir(os.path.join(ipam.CLAIMS_DIR, bridge_name)):
+            holder = ipam.read_claim(bridge_name, ip)
+            if holder is not None and not ipam.lease_is_alive(holder):
+                ipam.unclaim(bridge_name, ip, holder.get("Container"))
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def _remove_orphan_bridges() -> None:
     """Bridges (and their rules) left by data roots that are gone: see bridge.orphans()."""
     with firewall.host_lock():

@@ -97,6 +97,16 @@ def claim(bridge: str, ip: str, entry: dict) -> bool:
     return False
 
 
+def read_claim(bridge: str, ip: str) -> dict | None:
+    """Who claims ``ip`` on ``bridge`` (the entry of its lease), or None."""
+    try:
+        with open(_claim_path(bridge, ip)) as f:
+            holder = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
 def unclaim(bridge: str, ip: str, container_id: str) -> None:
     path = _claim_path(bridge, ip)
     try:

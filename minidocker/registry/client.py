@@ -637,6 +637,8 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
                     desc["size"], chunk_size,
                     lambda n: say(layer_id, "Pushing", n, desc["size"]))
         say(layer_id, "Pushed")
+        from ..crashpoint import reached
+        reached("blob-pushed")
 
     errors = []
 

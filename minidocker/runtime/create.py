@@ -263,6 +263,10 @@ def _forward_signals(pid: int) -> dict:
 
 
 # --------------------------------------------------------------------------- create/start
+#: How long the setup of a container's PID 1 may take before ``create`` gives up.
+SETUP_TIMEOUT = 60.0
+
+
 def create(bundle_dir: str, container_id: str, stdin: int = 0, stdout: int = 1,
            stderr: int = 2) -> ContainerProcess:
     """Create the container of the OCI bundle ``bundle_dir``; do not run its command yet.
@@ -304,9 +308,16 @@ def collect_setup_messages(sock: socket.socket, intermediate: int) -> dict:
     child (we are its subreaper).
     """
     report = {"pid": None, "ready": False, "error": None, "fds": []}
+    sock.settimeout(SETUP_TIMEOUT)     # a child stuck in the kernel must not hang us
     try:
         while report["pid"] is None or not (report["ready"] or report["error"]):
-            message, fds = receive_message(sock)
+            try:
+                message, fds = receive_message(sock)
+            except TimeoutError:
+                os.kill(intermediate, signal.SIGKILL)
+                report["error"] = report["error"] or \
+                    f"the container's init did not report within {SETUP_TIMEOUT:g}s"
+                break
             if message is None:
                 break
             if "pid" in message:

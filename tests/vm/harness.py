@@ -79,6 +79,7 @@ class Settings:
     cpu_model: str = "max"      # qemu -cpu under TCG
     keep: bool = False          # keep the run dir (console log, junit.xml) for inspection
     setup_only: bool = False    # prepare qemu, kernel and initramfs, boot nothing
+    reboot: bool = False        # the power-cut pass instead: see reboot_test()
 
 
 HARNESS_OPTIONS = {
@@ -86,7 +87,7 @@ HARNESS_OPTIONS = {
     "--vm-timeout": ("timeout", int), "--vm-memory": ("memory_mb", int),
     "--vm-cpus": ("cpus", int), "--vm-cpu-model": ("cpu_model", str),
 }
-HARNESS_FLAGS = {"--vm-keep": "keep", "--vm-setup-only": "setup_only"}
+HARNESS_FLAGS = {"--vm-keep": "keep", "--vm-setup-only": "setup_only", "--vm-reboot": "reboot"}
 
 USAGE = """\
 usage: tests/vm/run [VM OPTIONS] [PYTEST ARGS]
@@ -104,6 +105,8 @@ VM options (environment variable in brackets):
   --vm-cpu-model M   qemu -cpu model under TCG [MINIDOCKER_VM_CPU_MODEL] (default max)
   --vm-keep          keep the run dir (console.log, junit.xml, status) afterwards
   --vm-setup-only    install and prepare everything, boot nothing
+  --vm-reboot        the power-cut pass: boot, cut the power in the middle of a pull,
+                     boot again, check and pull again (tests/test_vm_reboot.py)
 Exit status: pytest's, %d if the VM timed out, %d if the VM could not run the tests.
 """ % (DEFAULT_WORKDIR, DEFAULT_TIMEOUT, DEFAULT_MEMORY_MB, EXIT_TIMEOUT, EXIT_HARNESS_ERROR)
 
@@ -629,7 +632,7 @@ def kernel_command_line(checkout: str, run_dir: str, kernel: Kernel) -> str:
 
 
 def qemu_command(accel: str, kernel: Kernel, initrd: str, cmdline: str, sockets: dict[str, str],
-                 memory_mb: int, cpus: int, cpu_model: str = "max") -> list[str]:
+                 memory_mb: int, cpus: int, cpu_model: str = "max", disks=()) -> list[str]:
     """qemu with nothing but what the guest needs: no default devices (so no network
     card: the guest cannot reach any network but its own), a serial console on stdio,
     and one vhost-user-fs device per share. virtiofs needs the guest's RAM to be
@@ -644,17 +647,22 @@ def qemu_command(accel: str, kernel: Kernel, initrd: str, cmdline: str, sockets:
     for i, (tag, sock) in enumerate(sockets.items()):
         argv += ["-chardev", f"socket,id=fs{i},path={sock}",
                  "-device", f"vhost-user-fs-pci,chardev=fs{i},tag={tag}"]
+    for image in disks:     # raw disk images: /dev/vda, /dev/vdb... in the guest
+        argv += ["-drive", f"file={image},if=virtio,format=raw,cache=writeback"]
     return argv
 
 
-def guest_settings(s: Settings, pytest_args: list[str], summary: str = "") -> str:
+def guest_settings(s: Settings, pytest_args: list[str], summary: str = "",
+                   environment: dict[str, str] | None = None) -> str:
     """``settings.sh`` for the guest's init (it sources it): the pytest arguments, what
     to print for them, and a deadline for pytest a little before the harness kills the
-    VM, so that pytest is interrupted (SIGINT) and can still print its summary."""
+    VM, so that pytest is interrupted (SIGINT) and can still print its summary;
+    ``environment``: variables exported to pytest."""
     deadline = max(60, s.timeout - 60)
     lines = [f"PYTEST_DEADLINE={deadline}",
              "PYTEST_ARGS=(" + " ".join(shlex.quote(a) for a in pytest_args) + ")",
              f"PYTEST_SUMMARY={shlex.quote(summary or ' '.join(pytest_args))}"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in (environment or {}).items()]
     return "\n".join(lines) + "\n"
 
 
@@ -702,13 +710,16 @@ class Run:
         lines = text.strip().splitlines()
         return lines[-1] if lines else "(no output)"
 
-    def boot(self, argv, console_path) -> int | None:
+    def boot(self, argv, console_path, cut_power_on: bytes | None = None) -> int | None:
         """Run qemu, copying the guest's console to our stdout and to ``console_path``.
-        Returns qemu's exit status, or None if the timeout killed it."""
+        Returns qemu's exit status, or None if the timeout killed it. ``cut_power_on``:
+        when the guest prints this, qemu is SIGKILLed at once (a power cut: the guest
+        gets no chance to sync or unmount) and the status is ``-9``."""
         deadline = time.monotonic() + self.s.timeout
         qemu = self.spawn("qemu", argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         out = sys.stdout.buffer
-        with open(console_path, "wb") as console:
+        seen = b""
+        with open(console_path, "ab") as console:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -725,9 +736,15 @@ class Run:
                     out.write(chunk)
                     out.flush()
                     console.write(chunk)
+                    seen = (seen + chunk)[-4096:]
+                    if cut_power_on and cut_power_on in seen:
+                        qemu.kill()
+                        qemu.wait()
+                        return -signal.SIGKILL
         return qemu.wait()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop qemu and the virtiofsd daemons (the run dir stays)."""
         for proc in reversed(self.processes):
             if proc.poll() is None:
                 proc.terminate()
@@ -736,6 +753,9 @@ class Run:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+    def close(self) -> None:
+        self.stop()
         for name in os.listdir(self.dir):
             if name.endswith(".sock"):
                 os.unlink(os.path.join(self.dir, name))
@@ -824,6 +844,8 @@ def main(argv: list[str]) -> int:
             log(f"ready: kernel {prepared.kernel.version}, {os.path.basename(prepared.initrd)}, "
                 f"accel {accel} ({why})")
             return 0
+        if s.reboot:
+            return reboot_test(s, prepared, accel, why)
         return boot_and_test(s, prepared, accel, why, pytest_args, summary)
     except HarnessError as e:
         log(f"error: {e}")
@@ -867,6 +889,82 @@ def boot_and_test(s: Settings, prepared: Prepared, accel: str, why: str, pytest_
                 f"console log in {last}")
             return EXIT_HARNESS_ERROR
         log(f"pytest in the VM exited with {status} after {took:.0f} s (console log in {last})")
+        return status
+    finally:
+        vm.close()
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+# --------------------------------------------------------------------------- the power cut
+#: What the guest prints (tests/test_vm_reboot.py) when a pull is under way: the
+#: harness cuts the power then.
+POWER_CUT_MARK = b"MINIDOCKER-VM-CUT-THE-POWER-NOW"
+REBOOT_TESTS = "tests/test_vm_reboot.py"
+REBOOT_DISK_MB = 768
+
+
+def _start_shares(vm: Run, prepared: Prepared, checkout: str) -> dict[str, str]:
+    sockets = {
+        "hostroot": vm.share(prepared.virtiofsd, "hostroot", "/", "always"),
+        "checkout": vm.share(prepared.virtiofsd, "checkout", checkout, "auto"),
+        "run": vm.share(prepared.virtiofsd, "run", vm.dir, "auto"),
+    }
+    vm.wait_for_sockets(sockets)
+    return sockets
+
+
+def reboot_test(s: Settings, prepared: Prepared, accel: str, why: str) -> int:
+    """A machine that loses power in the middle of a ``pull`` (issue 15's "reboot").
+
+    Boot 1 runs ``test_vm_reboot.py``'s first phase: a data root and a registry in the
+    run dir (shared with the host, so they outlive the guest), a running container, and
+    a pull of a large image; once the pull is writing, the guest prints
+    :data:`POWER_CUT_MARK` and the harness SIGKILLs qemu. Boot 2, with the same run
+    dir, runs the second phase: ``system check`` (clean or repaired to clean), the
+    container reconciled to exited, the same pull again, a container from it."""
+    cpus = s.cpus or min(os.cpu_count() or 1, 4)
+    checkout = os.path.realpath(REPO)
+    with setup_lock(s.workdir):
+        vm = Run(s, log)
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    # The guest's disk: a real block device with a real filesystem, so that a power cut
+    # loses what the guest had not written yet (a virtiofs share would not).
+    disk = os.path.join(vm.dir, "reboot-disk.img")
+    try:
+        with open(disk, "wb") as f:
+            f.truncate(REBOOT_DISK_MB << 20)
+        run(["mkfs.ext4", "-q", "-F", disk])
+        for phase in (1, 2):
+            with open(os.path.join(vm.dir, "settings.sh"), "w") as f:
+                f.write(guest_settings(s, [f"{REBOOT_TESTS}::test_phase{phase}", "-x"],
+                                       f"power-cut pass, phase {phase}",
+                                       {"MINIDOCKER_VM_REBOOT": str(phase)}))
+            sockets = _start_shares(vm, prepared, checkout)
+            argv = qemu_command(accel, prepared.kernel, prepared.initrd,
+                                kernel_command_line(checkout, vm.dir, prepared.kernel),
+                                sockets, s.memory_mb, cpus, s.cpu_model, disks=[disk])
+            log(f"power-cut pass, boot {phase} ({accel}, {why})")
+            qemu_status = vm.boot(argv, os.path.join(vm.dir, "console.log"),
+                                  cut_power_on=POWER_CUT_MARK if phase == 1 else None)
+            vm.stop()
+            if qemu_status is None:
+                keep_last_results(vm.dir, s.workdir)
+                log(f"timed out after {s.timeout} s in boot {phase}")
+                return EXIT_TIMEOUT
+            status = read_status(vm.dir)
+            if phase == 1 and qemu_status != -signal.SIGKILL:
+                keep_last_results(vm.dir, s.workdir)
+                log(f"boot 1 ended without a power cut (pytest status {status})")
+                return status if status else EXIT_HARNESS_ERROR
+            if phase == 1:
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+                log("the power was cut in the middle of the pull; booting again")
+        last = keep_last_results(vm.dir, s.workdir)
+        if status is None:
+            log(f"boot 2 stopped without a test status; console log in {last}")
+            return EXIT_HARNESS_ERROR
+        log(f"power-cut pass: pytest exited with {status} (console log in {last})")
         return status
     finally:
         vm.close()
