@@ -23,6 +23,7 @@ Layout (each part is owned by one package; a directory is made when first needed
     $ROOT/locks/<name>                files that paths.locked takes a flock on
     $ROOT/tmp/                        scratch space on the same filesystem, for atomic renames;
                                       each name says which process owns it (minidocker.scratch)
+    $ROOT/events.jsonl                what happened, one event a line (events); .1: the older part
 
 Outside the root, in ``/run/minidocker`` (a tmpfs, so they go with a reboot, like the
 containers they describe), are the host-wide claims that several data roots share::

@@ -7,13 +7,13 @@ This file only names the package's API; read the modules bottom-up:
   :mod:`.hosts` (a container's own lines in its /etc/hosts);
 * :mod:`.bridge` (the Linux bridge), :mod:`.veth` (the cable into the container),
   :mod:`.firewall` (NAT and forwarding with iptables);
-* :mod:`.attach`: the engine's hooks, a container on its networks --
+* :mod:`minidocker.network.attach`: the engine's hooks, a container on its networks --
   :func:`attach_container` (in the container's monitor, before its command runs),
   :func:`detach_container` (when it stops), :func:`cleanup_stale` (what containers that
   died without a detach still hold), :func:`attach_endpoint` / :func:`detach_endpoint`
   (``network connect`` / ``disconnect`` of a running container);
 * :mod:`.verbs`: the ``network`` verbs on a whole network -- :func:`create_network`,
-  :func:`remove_network`, :func:`containers_on` (``network inspect``);
+  :func:`remove_network`, :func:`prune_networks`, :func:`containers_on` (``network inspect``);
 * :mod:`.dns`: names by DNS on user-defined networks -- one DNS server process per
   network (:mod:`.dns_server`, answering from :mod:`.dns_names`), started with its
   first container and stopped with its last; :func:`dns_servers` is what a container's
@@ -32,7 +32,7 @@ from .attach import (attach_container, attach_endpoint, cleanup_stale, detach_co
                      release_endpoint_by_name, release_stale_claims, stale_holdings)
 from .dns import dns_servers, keep_running as keep_dns_running
 from .dns import problems as dns_problems, repair as repair_dns
-from .verbs import containers_on, create_network, remove_network
+from .verbs import containers_on, create_network, prune_networks, remove_network
 
 __all__ = [
     # the engine's hooks (network/attach.py)
@@ -42,7 +42,7 @@ __all__ = [
     # what dead containers still hold, for system check (network/attach.py)
     "stale_holdings", "release_stale_claims",
     # the network verbs (network/verbs.py)
-    "create_network", "remove_network", "containers_on",
+    "create_network", "remove_network", "prune_networks", "containers_on",
     # names by DNS (network/dns.py)
     "dns_servers", "keep_dns_running", "dns_problems", "repair_dns",
 ]

@@ -171,6 +171,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict, index: int | None = 0,
             if index == 0:
                 _release_ports_locked(cid)
             raise
+    records.emit(rec, "connect", cid)
     docker_aliases = [*aliases, cid[:12]] if user_defined else (aliases or None)
     endpoint = _endpoint(rec, address, gateway, subnet.prefixlen, veth.mac_for(address),
                          docker_aliases, endpoint_id, {"IPv4Address": wanted} if wanted else None,
@@ -241,6 +242,8 @@ def _release_network_locked(cid: str, rec: dict) -> str | None:
     mine = {ip: l for ip, l in ipam.leases_of(rec["Name"]).items() if l.get("Container") == cid}
     ifname = next((l.get("Interface", "eth0") for l in mine.values()), None)
     freed = ipam.release(rec["Name"], cid, bridge=records.bridge_name(rec))
+    if freed:
+        records.emit(rec, "disconnect", cid)
     if freed and rec["Name"] != records.DEFAULT_NETWORK:
         hosts.remove_subnet(hosts.hosts_path(cid), records.subnet_of(rec))
         dns.stop_if_unused(rec["Name"])

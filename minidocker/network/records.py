@@ -28,7 +28,7 @@ import re
 import secrets
 import shutil
 
-from .. import clock, paths
+from .. import clock, events, paths
 from ..errors import Conflict, InvalidInput, NotFound
 
 DEFAULT_NETWORK = "bridge"
@@ -266,3 +266,13 @@ def create_record(name: str, subnet: str | None = None, gateway: str | None = No
 
 def delete_record(name: str) -> None:
     shutil.rmtree(network_dir(name), ignore_errors=True)
+
+
+def emit(rec: dict, action: str, container: str | None = None) -> None:
+    """Log a network event as Docker does (``docker events``): the network's id as the
+    actor, its name and driver -- and for ``connect``/``disconnect`` the container --
+    as attributes."""
+    attrs = {"name": rec["Name"], "type": rec.get("Driver", "bridge")}
+    if container:
+        attrs["container"] = container
+    events.emit("network", action, rec["Id"], attrs)
