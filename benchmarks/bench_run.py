@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """``run --rm busybox true``: minidocker next to podman and runc, in one run.
 
+With the docker CLI 20.10 installed (``/usr/bin/docker``), also ``docker run --rm
+busybox true`` through ``minidocker system service`` on the same data root: the Engine
+API's cost (the docker client, create/attach/wait/start over HTTP, the service's forked
+monitor) next to ``minidocker run`` and ``podman run``. The goal: no slower than podman.
+
 Prints the median of each and the ratios to podman and runc. Nothing is asserted: speed
 is compared side by side, never as a timed test. Run as root after ``scripts/setup.sh``::
 
@@ -47,6 +52,22 @@ def timed(commands: dict[str, tuple[list[str], dict | None]], n: int = 20) -> di
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
+DOCKER_CLI = "/usr/bin/docker"     # 20.10 from Debian's docker.io (a newer one may be on PATH)
+
+
+def _wait_for_socket(path: str, timeout: float = 20) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"the API service did not listen on {path}")
+
+
 def remove_netavark_chains() -> None:
     """podman's network backend (netavark) keeps its own iptables chains once it has made
     a bridge, also after the last one is gone. When this benchmark made them, it takes
@@ -78,6 +99,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-run-")
     commands: dict[str, tuple[list[str], dict | None]] = {}
     podman = None
+    service = None
     netavark_before = args.network == "bridge" and shutil.which("iptables-save") and netavark_chains()
     try:
         rootfs = os.path.join(work, "bundle", "rootfs")
@@ -100,6 +122,15 @@ def main() -> None:
             commands["runc"] = (["runc", "--root", os.path.join(work, "runc"), "run",
                                  "--bundle", os.path.join(work, "bundle"), "bench"], None)
 
+        if os.path.exists(DOCKER_CLI):
+            sock = os.path.join(work, "api.sock")
+            service = subprocess.Popen(md + ["system", "service", "-H", f"unix://{sock}"], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _wait_for_socket(sock)
+            commands["docker-api"] = ([DOCKER_CLI, "-H", f"unix://{sock}", "run", "--rm",
+                                       "--network", args.network, "busybox", "true"],
+                                      dict(os.environ, DOCKER_CONFIG=os.path.join(work, "dcfg")))
+
         if shutil.which("podman"):
             podman = Podman(storage="overlay", prefix="bench-run-podman-")
             podman.import_rootfs(rootfs, "localhost/busybox")
@@ -108,12 +139,18 @@ def main() -> None:
 
         results = timed(commands, args.n)
     finally:
+        if service is not None:
+            service.terminate()
+            service.wait()
         if podman is not None:
             podman.cleanup()
             if args.network == "bridge" and not netavark_before and netavark_chains():
                 remove_netavark_chains()
         shutil.rmtree(work, ignore_errors=True)
     report(f"run --rm --network {args.network} busybox true", results)
+    if "docker-api" in results and "podman" in results:
+        print(f"docker CLI -> minidocker's API / podman run: "
+              f"{results['docker-api'] / results['podman']:.2f}x (goal: <= 1)")
 
 
 if __name__ == "__main__":

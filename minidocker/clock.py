@@ -51,3 +51,10 @@ def parse(text: str) -> float | None:
     if base <= 0:
         return None
     return base + fraction - offset
+
+
+def since(text: str) -> float:
+    """Seconds from an RFC 3339 time until now (0 if it cannot be read): how long a
+    container has been up, how old an image is."""
+    t = parse(text)
+    return 0.0 if t is None else time.time() - t

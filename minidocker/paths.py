@@ -15,12 +15,15 @@ Layout (each part is owned by one package; a directory is made when first needed
                                       upper/, work/, bundle/ (config.json, rootfs/), hostname,
                                       hosts, resolv.conf, container.log, monitor.lock
     $ROOT/volumes/<name>/             a named volume: _data/ and volume.json (engine)
-    $ROOT/networks/<name>/            network.json, and leases.json once it hands out addresses (network)
+    $ROOT/networks/<name>/            network.json, and leases.json once it hands out addresses (network);
+                                      on a user-defined network, dns.json (its DNS server's pid and
+                                      address, while one runs) and dns.log (network/dns.py)
     $ROOT/networks/ports.json         host ports published by containers (network)
     $ROOT/runtimes/<name>/            a runtime binary's --root, for run --runtime NAME (engine)
     $ROOT/locks/<name>                files that paths.locked takes a flock on
     $ROOT/tmp/                        scratch space on the same filesystem, for atomic renames;
                                       each name says which process owns it (minidocker.scratch)
+    $ROOT/events.jsonl                what happened, one event a line (events); .1: the older part
 
 Outside the root, in ``/run/minidocker`` (a tmpfs, so they go with a reboot, like the
 containers they describe), are the host-wide claims that several data roots share::

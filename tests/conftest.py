@@ -35,6 +35,10 @@ for _name in ("HTTPS_PROXY", "https_proxy"):
     os.environ[_name] = CLOSED_PROXY
 for _name in ("NO_PROXY", "no_proxy"):
     os.environ[_name] = "localhost,127.0.0.1,127.0.0.0/8,::1"
+#: DNS: the server of a user-defined network forwards the names it does not know to the
+#: host's resolvers, which are off this machine. In tests the "host's resolv.conf" is a
+#: file without any (tests/resolv.conf.offline): such a query gets SERVFAIL at once.
+os.environ["MINIDOCKER_RESOLV_CONF"] = os.path.join(REPO, "tests", "resolv.conf.offline")
 
 
 # --------------------------------------------------------------------------- leak check

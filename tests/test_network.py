@@ -75,7 +75,7 @@ def test_attach_gives_eth0_next_address_route_and_lo(private_bridge, netns, data
     import minidocker.network as net
     a, b = netns(), netns()
     sa, sb = fake_state("a"), fake_state("b")
-    settings, _peers = net.attach_container(sa, a.pid)
+    settings = net.attach_container(sa, a.pid)
     net.attach_container(sb, b.pid)
     base = ipaddress.ip_network(private_bridge["subnet"])
     prefix = base.prefixlen
@@ -109,7 +109,7 @@ def test_two_namespaces_talk_over_the_bridge(private_bridge, netns, tmp_path):
     (www / "index.html").write_text("hello from a\n")
     a, b = netns(), netns()
     sa, sb = fake_state("a"), fake_state("b")
-    ip_a = net.attach_container(sa, a.pid)[0]["IPAddress"]
+    ip_a = net.attach_container(sa, a.pid)["IPAddress"]
     net.attach_container(sb, b.pid)
     httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(www))
     try:
@@ -144,7 +144,7 @@ def test_published_port_serves_127_0_0_1_and_is_removed(private_bridge, netns, t
     host_port = _free_port()
     state = fake_state("web", PortBindings=parse_publish([f"{host_port}:80"]),
                        ExposedPorts={"80/tcp": {}, "443/tcp": {}})
-    settings, _peers = net.attach_container(state, a.pid)
+    settings = net.attach_container(state, a.pid)
     assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(host_port)}],
                                  "443/tcp": None}
     httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(tmp_path))
@@ -173,7 +173,7 @@ def test_publish_all_picks_free_host_ports(private_bridge, netns):
     import minidocker.network as net
     a = netns()
     state = fake_state("p", PublishAllPorts=True, ExposedPorts={"80/tcp": {}, "53/udp": {}})
-    settings, _peers = net.attach_container(state, a.pid)
+    settings = net.attach_container(state, a.pid)
     try:
         tcp = int(settings["Ports"]["80/tcp"][0]["HostPort"])
         udp = int(settings["Ports"]["53/udp"][0]["HostPort"])
@@ -190,7 +190,7 @@ def _attach_in_child(args):
     root, bridge, subnet, pid, state = args
     os.environ.update(MINIDOCKER_ROOT=root, MINIDOCKER_BRIDGE=bridge, MINIDOCKER_BRIDGE_SUBNET=subnet)
     import minidocker.network as net
-    return net.attach_container(state, pid)[0]["IPAddress"]
+    return net.attach_container(state, pid)["IPAddress"]
 
 
 @needs_root
@@ -238,6 +238,7 @@ def _cli(root, *args):
 @needs_root
 def test_user_defined_network_lifecycle_and_names(private_bridge, netns, data_root):
     import minidocker.network as net
+    from minidocker.kernel import processes
     from helpers_network import free_test_subnet
     subnet = free_test_subnet(exclude=[private_bridge["subnet"]])
     r = _cli(data_root, "network", "create", "--subnet", subnet, "backend")
@@ -251,32 +252,35 @@ def test_user_defined_network_lifecycle_and_names(private_bridge, netns, data_ro
         assert [l.split()[1:] for l in ls[1:]] == [["backend", "bridge", "local"], ["bridge", "bridge", "local"],
                                                     ["host", "host", "local"], ["none", "null", "local"]]
         assert _cli(data_root, "network", "create", "backend").returncode == 125
-        # two members find each other by name through /etc/hosts
+        # two members find each other by name through the network's DNS server, which
+        # the first one to join started on the gateway's address
         a, b = netns(), netns()
         sa, sb = fake_state("web", NetworkMode="backend"), fake_state("client", NetworkMode="backend")
-        for s in (sa, sb):
-            d = os.path.join(data_root, "containers", s["Id"])
-            os.makedirs(d)
-            with open(os.path.join(d, "hosts"), "w") as f:
-                f.write("127.0.0.1\tlocalhost\n")
-        settings_a, peers_of_a = net.attach_container(sa, a.pid)
-        settings_b, peers_of_b = net.attach_container(sb, b.pid)
+        settings_a = net.attach_container(sa, a.pid)
+        gateway = str(next(ipaddress.ip_network(subnet).hosts()))
+        server = json.load(open(os.path.join(data_root, "networks", "backend", "dns.json")))
+        assert server["Address"] == gateway and server["Port"] == 53
+        settings_b = net.attach_container(sb, b.pid)
         ip_a = settings_a["Networks"]["backend"]["IPAddress"]
         ip_b = settings_b["Networks"]["backend"]["IPAddress"]
         assert ipaddress.ip_address(ip_a) in ipaddress.ip_network(subnet)
-        assert peers_of_a == []  # the first member met nobody
-        assert peers_of_b == [(ip_a, f"web {sa['Id'][:12]}")]
-        hosts_a = open(os.path.join(data_root, "containers", sa["Id"], "hosts")).read()
-        assert f"{ip_b}\tclient {sb['Id'][:12]}" in hosts_a
+        assert json.load(open(os.path.join(data_root, "networks", "backend", "dns.json"))) == server
+        assert net.dns_servers(["backend", "bridge"]) == [gateway]
+        r = b.run("busybox", "nslookup", "web", gateway)
+        assert f"Name:\tweb\nAddress: {ip_a}\n" in r.stdout, r.stdout + r.stderr
+        r = a.run("busybox", "nslookup", sb["Id"][:12], gateway)  # the short id, from the other side
+        assert f"Address: {ip_b}\n" in r.stdout, r.stdout + r.stderr
         inspect = json.loads(_cli(data_root, "network", "inspect", "backend").stdout)[0]
         assert inspect["IPAM"]["Config"] == [{"Subnet": subnet, "Gateway": str(next(ipaddress.ip_network(subnet).hosts()))}]
         assert sorted(inspect["Containers"]) == sorted([sa["Id"], sb["Id"]])
         r = _cli(data_root, "network", "rm", "backend")
         assert r.returncode == 1 and "has active endpoints" in r.stderr
         net.detach_container(sb)
-        hosts_a = open(os.path.join(data_root, "containers", sa["Id"], "hosts")).read()
-        assert "client" not in hosts_a
-        net.detach_container(sa)
+        r = a.run("busybox", "nslookup", "client", gateway)
+        assert r.returncode != 0 and "can't find client" in r.stdout, r.stdout + r.stderr
+        net.detach_container(sa)  # the last one: the server goes with it
+        assert not os.path.exists(os.path.join(data_root, "networks", "backend", "dns.json"))
+        assert not processes.is_alive(server["Pid"], server["PidStart"])
         r = _cli(data_root, "network", "rm", "backend")
         assert r.returncode == 0 and r.stdout == "backend\n"
         assert not os.path.exists(f"/sys/class/net/{bridge}")
@@ -292,12 +296,12 @@ def test_two_data_roots_sharing_a_bridge_never_share_an_address(private_bridge, 
     import minidocker.network as net
     a, b = netns(), netns()
     sa, sb = fake_state("a"), fake_state("b")
-    ip_a = net.attach_container(sa, a.pid)[0]["IPAddress"]
+    ip_a = net.attach_container(sa, a.pid)["IPAddress"]
     other_root = tmp_path / "other-root"
     other_root.mkdir()
     monkeypatch.setenv("MINIDOCKER_ROOT", str(other_root))
     try:
-        ip_b = net.attach_container(sb, b.pid)[0]["IPAddress"]  # its own leases, the same bridge
+        ip_b = net.attach_container(sb, b.pid)["IPAddress"]  # its own leases, the same bridge
         assert ip_b != ip_a
         net.detach_container(sb)
     finally:
@@ -355,7 +359,7 @@ def test_port_published_on_127_0_0_1_only_is_not_on_other_host_addresses(private
     a = netns()
     host_port = _free_port()
     state = fake_state("local", PortBindings=parse_publish([f"127.0.0.1:{host_port}:80"]))
-    settings, _peers = net.attach_container(state, a.pid)
+    settings = net.attach_container(state, a.pid)
     httpd = a.spawn("busybox", "httpd", "-f", "-p", "80", "-h", str(tmp_path))
     try:
         assert settings["Ports"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]

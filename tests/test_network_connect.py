@@ -3,8 +3,8 @@ after ``run``, as in Docker.
 
 Two user-defined networks, A and B. A container on A connected to B gets ``eth1`` with
 an address of B, and the containers of B find it by name (and it them), through the
-/etc/hosts lines minidocker writes for user-defined networks. All traffic stays on this
-module's own bridges.
+DNS servers of the user-defined networks (test_network_dns.py looks at those closely).
+All traffic stays on this module's own bridges.
 """
 
 from __future__ import annotations

@@ -146,13 +146,19 @@ class Build:
     def __init__(self, context_dir: str, dockerfile: str | None = None, tags=(),
                  build_args: dict[str, str] | None = None, target: str | None = None,
                  no_cache: bool = False, quiet: bool = False, network: str = "none",
-                 out=None, store=None):
+                 out=None, store=None, labels: dict[str, str] | None = None):
         self.store = store or Store()
         self.tags = [normalize_name(t) for t in tags]   # bad names fail before any work
         self.context_dir = context_dir
         path = dockerfile or os.path.join(context_dir, "Dockerfile")
         self.context = BuildContext(context_dir)
         self.dockerfile = parse_file(path)
+        if labels:
+            # ``--label``: as Docker's classic builder, one more instruction at the end
+            # of the Dockerfile (it shows as the last step).
+            self.dockerfile.instructions.append(parse_instruction_text(
+                "LABEL " + " ".join(f"{_quoted(k)}={_quoted(v)}" for k, v in sorted(labels.items())),
+                path, len(self.dockerfile.instructions) + 1))
         self.build_args = dict(build_args or {})
         self.meta_args: dict[str, str | None] = {}
         self.used_args: set[str] = {a for a in PROXY_ARGS if a in self.build_args}
@@ -254,7 +260,7 @@ class Build:
         for image_id in reversed(self.created_images):
             try:
                 if not self.store.tags_of(image_id):
-                    self.store.delete_image(image_id)
+                    self.store.delete_image(image_id, event=False)
             except (NotFound, OSError):
                 pass
 
@@ -452,6 +458,17 @@ class Build:
             os.dup2(saved[1], 2)
             for fd in (*saved, null):
                 os.close(fd)
+
+
+def _quoted(text: str) -> str:
+    """A word for a LABEL line, taken literally: single quotes (no $ expansion there),
+    or double quotes with the special characters escaped."""
+    if "\n" in text:
+        raise BuildError(f"a label cannot hold a newline: {text!r}")
+    if "'" not in text:
+        return f"'{text}'"
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 def short(image_id: str | None) -> str:

@@ -45,6 +45,23 @@ class StepCache:
     def record(self, key: str, image_id: str) -> None:
         paths.write_atomic(os.path.join(self.dir, key), image_id + "\n")
 
+    def clear(self) -> list[str]:
+        """Forget every step (``docker builder prune``): the next build runs them all
+        again. The images stay; untagged ones go with ``image prune``. Returns the
+        keys removed."""
+        removed = []
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return removed
+        for name in names:
+            try:
+                os.unlink(os.path.join(self.dir, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+        return removed
+
 
 class SourcesDigest:
     """Checksum of what a COPY/ADD will copy: each file's path (relative to its source),

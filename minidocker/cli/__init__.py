@@ -32,6 +32,11 @@ COMMANDS: dict[str, str] = {
     "inspect": "containers:inspect",
     "wait": "containers:wait",
     "top": "containers:top",
+    "restart": "containers:restart",
+    "rename": "containers:rename",
+    "attach": "attach:attach",
+    "cp": "cp:cp",
+    "stats": "stats:stats",
     # images (image store)
     "images": "images:images",
     "bootstrap": "images:bootstrap",
@@ -58,7 +63,9 @@ COMMANDS: dict[str, str] = {
     "network": "network:network",
     "port": "network:port",
     "volume": "volumes:volume",
-    # the data root as a whole
+    # the event log
+    "events": "events:events",
+    # the data root as a whole, and the Engine API service
     "system": "system:system",
 }
 

@@ -39,21 +39,25 @@ def _build_args(items) -> dict[str, str]:
               help="Suppress the build output and print image ID on success")
 @click.option("--network", default="bridge", show_default=True,
               help="Networking mode for the RUN instructions during build (bridge, none, host)")
+@click.option("--label", "labels", multiple=True, metavar="K=V",
+              help="Set metadata for an image")
 @click.argument("context", metavar="PATH")
-def build(tags, dockerfile, build_args, target, no_cache, quiet, network, context):
+def build(tags, dockerfile, build_args, target, no_cache, quiet, network, labels, context):
     """Build an image from a Dockerfile."""
+    labels = dict(item.partition("=")[::2] for item in labels)
     if context == "-" or dockerfile == "-":
-        return _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network)
+        return _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network,
+                                 labels)
     if dockerfile is not None and not os.path.isabs(dockerfile) and \
             not os.path.exists(dockerfile):
         dockerfile = os.path.join(context, dockerfile)   # relative to the context
     if dockerfile is not None:
         dockerfile = os.path.abspath(dockerfile)
     Build(context, dockerfile=dockerfile, tags=tags, build_args=_build_args(build_args),
-          target=target, no_cache=no_cache, quiet=quiet, network=network).run()
+          target=target, no_cache=no_cache, quiet=quiet, network=network, labels=labels).run()
 
 
-def _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network):
+def _build_from_stdin(context, tags, build_args, target, no_cache, quiet, network, labels):
     """``build - < Dockerfile`` (no context at all) or ``build -f - DIR``: the Dockerfile
     comes from stdin and is written to a scratch file for the build."""
     scratch = scratch_space.mkdtemp(paths.data_root(), "stdin-build")
@@ -65,6 +69,7 @@ def _build_from_stdin(context, tags, build_args, target, no_cache, quiet, networ
             context = os.path.join(scratch, "empty-context")
             os.mkdir(context)
         Build(context, dockerfile=dockerfile, tags=tags, build_args=_build_args(build_args),
-              target=target, no_cache=no_cache, quiet=quiet, network=network).run()
+              target=target, no_cache=no_cache, quiet=quiet, network=network,
+              labels=labels).run()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Container verbs: run, create, start, ps, logs, stop, kill, rm, pause, unpause, exec,
-inspect, wait, top.
+inspect, wait, top, restart, rename (attach, cp and stats have modules of their own).
 
 Flags, output and exit codes follow ``docker`` (``docker run --help`` is the reference).
 """
@@ -36,6 +36,8 @@ def container_options(f):
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
         click.option("--network", "--net", "network", default="bridge", show_default=True,
                      help="Connect a container to a network (bridge, none, host, container:NAME, NAME)"),
+        click.option("--network-alias", "--net-alias", "network_alias", multiple=True,
+                     help="Add network-scoped alias for the container"),
         click.option("-m", "--memory", help="Memory limit (e.g. 32m)"),
         click.option("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
         click.option("--cpus", help="Number of CPUs (e.g. 0.5)"),
@@ -49,6 +51,8 @@ def container_options(f):
         click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
         click.option("--expose", multiple=True, help="Expose a port or a range of ports"),
         click.option("--link", multiple=True, help="Add link to another container (NAME[:ALIAS])"),
+        click.option("--add-host", multiple=True, metavar="HOST:IP",
+                     help="Add a custom host-to-IP mapping (host:ip)"),
         click.option("-v", "--volume", multiple=True, help="Bind mount a volume"),
         click.option("--mount", multiple=True, help="Attach a filesystem mount to the container"),
         click.option("--volumes-from", multiple=True, help="Mount volumes from the specified container(s)"),
@@ -355,20 +359,41 @@ def wait(containers):
     _each(containers, lambda c, ref: click.echo(lifecycle.wait(c)))
 
 
-@click.command()
+@click.command(context_settings=PASS_THROUGH)
 @click.argument("container")
-def top(container):
-    """Display the running processes of a container."""
-    import subprocess
+@click.argument("ps_options", nargs=-1, type=click.UNPROCESSED)
+def top(container, ps_options):
+    """Display the running processes of a container (``ps`` OPTIONS, default -ef)."""
     from ..engine import lifecycle
     from ..engine.containers import resolve
-    pids = lifecycle.container_pids(resolve(container))
-    # Docker runs ``ps -ef`` and keeps the container's lines; the same columns here.
-    out = subprocess.run(["ps", "-o", "user,pid,ppid,c,stime,tty,time,cmd", "-p",
-                          ",".join(map(str, pids))], capture_output=True, text=True).stdout
-    lines = out.splitlines()
-    if lines:
-        header = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
-        rows = [l.split(None, len(header) - 1) for l in lines[1:]]
-        from .format import table
-        click.echo(table([header, *rows]))
+    from .format import table
+    # Docker runs ``ps`` on the host and keeps the lines of the container's processes.
+    titles, rows = lifecycle.top(resolve(container), " ".join(ps_options) or "-ef")
+    if titles:
+        click.echo(table([titles, *rows]))
+
+
+@click.command()
+@click.option("-t", "--time", "--timeout", "timeout", type=int, default=None,
+              help="Seconds to wait before killing the container")
+@click.argument("containers", nargs=-1, required=True)
+def restart(timeout, containers):
+    """Restart one or more containers (stop, then start)."""
+    from ..engine import lifecycle
+    store = _store()
+
+    def one(c, ref):
+        t = timeout if timeout is not None else c.state["Config"].get("StopTimeout", 10)
+        lifecycle.restart(c, store, 10 if t is None else t)
+        click.echo(ref)
+    _each(containers, one)
+
+
+@click.command()
+@click.argument("container")
+@click.argument("new_name")
+def rename(container, new_name):
+    """Rename a container."""
+    from ..engine import lifecycle
+    from ..engine.containers import resolve
+    lifecycle.rename(resolve(container), new_name)

@@ -1,17 +1,18 @@
 """Output helpers shared by the commands: Docker-style tables, templates and ages
-(sizes: :mod:`minidocker.units`)."""
+(sizes and durations: :mod:`minidocker.units`; how long ago: :func:`minidocker.clock.since`)."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
-import time
 
 import click
 
 from .. import clock
+from ..clock import since
 from ..errors import InvalidInput
+from ..units import human_duration
 
 
 def table(rows: list[list[str]]) -> str:
@@ -27,43 +28,13 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def human_duration(seconds: float) -> str:
-    """Docker's ``units.HumanDuration``: "Less than a second", "About a minute",
-    "4 minutes", "About an hour", "3 hours", "2 days", "3 weeks", "5 months", "2 years"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(round(seconds / 3600))
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{s // 3600 // 24 // 365} years"
-
-
-def since(text: str) -> float:
-    """Seconds from an RFC 3339 time until now (0 if it cannot be read)."""
-    t = clock.parse(text)
-    return 0.0 if t is None else time.time() - t
-
-
 def ago(text: str) -> str:
     return f"{human_duration(since(text))} ago" if clock.parse(text) else ""
+
+
+# (kept importable from here: the commands use them with the table helpers)
+__all__ = ["ago", "format_listing", "format_template", "human_duration", "print_inspected",
+           "since", "table"]
 
 
 def format_template(template: str, obj) -> str:

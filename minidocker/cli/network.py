@@ -134,6 +134,7 @@ def disconnect(force, network_ref, container):
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 def prune(force):
     """Remove all unused user-defined networks."""
+    from ..network import prune_networks
     if not force and not click.confirm(
             "WARNING! This will remove all custom networks not used by at least one container.\n"
             "Are you sure you want to continue?", default=False):
@@ -143,19 +144,6 @@ def prune(force):
         click.echo("Deleted Networks:")
         for name in removed:
             click.echo(name)
-
-
-def prune_networks() -> list[str]:
-    """Remove the user-defined networks no container is on; returns their names."""
-    from ..network import cleanup_stale, ipam, records as store, remove_network
-    cleanup_stale()
-    removed = []
-    for rec in store.list_records():
-        if rec["Name"] in store.PREDEFINED or ipam.leases_of(rec["Name"]):
-            continue
-        remove_network(rec["Name"])
-        removed.append(rec["Name"])
-    return removed
 
 
 @click.command()

@@ -1,6 +1,8 @@
 """``minidocker system``: the data root as a whole. ``check [--repair]`` (is every record
-true? podman 5's ``system check``), ``df`` (where the disk went, Docker's columns) and
-``prune`` (remove what nothing uses, Docker's wording)."""
+true? podman 5's ``system check``), ``df`` (where the disk went, Docker's columns),
+``prune`` (remove what nothing uses, Docker's wording); and ``service``, which serves
+Docker's Engine API on a socket, so that the ``docker`` CLI, docker-compose and
+docker-py drive minidocker (``DOCKER_HOST=unix:///run/minidocker.sock docker ps``)."""
 
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ from ..engine.lifecycle import reconcile_all
 from ..image.describe import NONE
 from ..image.reference import split_familiar
 from ..image.store import Store
+from ..network import prune_networks
 from ..units import human_size
 from .containers import _status
 from .format import ago, table
 from .images import created_ago, short_id
-from .network import prune_networks
 
 
 @click.group("system")
@@ -171,3 +173,25 @@ def _section(title: str, lines: list[str]) -> None:
         for line in lines:
             click.echo(line)
         click.echo("")
+
+
+@system.command()
+@click.option("-H", "--host", default="unix:///run/minidocker.sock", show_default=True,
+              metavar="ADDRESS",
+              help="Where to listen: unix:///PATH, or tcp://127.0.0.1:PORT (unauthenticated)")
+@click.option("-D", "--debug", is_flag=True, help="Print each request and its answer on stderr")
+def service(host, debug):
+    """Serve the Docker Engine API (v1.41) until stopped (SIGTERM, Ctrl-C).
+
+    Containers keep running when the service stops: each has its own monitor process.
+    """
+    from ..api.server import Server
+    server = Server(host, debug=debug)
+    if server.kind == "tcp":
+        click.echo(f"minidocker: warning: serving the API on {host} without any "
+                   "authentication: whoever can connect to it is root on this machine",
+                   err=True)
+    server.bind()
+    server.install_signal_handlers()
+    click.echo(f"minidocker: API listening on {host}", err=True)
+    server.serve_forever()

@@ -15,7 +15,8 @@ not, a pause nobody will undo. This module finds all of it:
   steps' containers that should be gone, volumes without a record;
 - mounts under the data root that no running container owns;
 - the network: address leases, published ports and host-wide address claims held by
-  containers that are gone.
+  containers that are gone; a user-defined network's DNS server dead while containers
+  run on it, alive with none, or its dns.json left by one that died.
 
 ``--repair`` applies each problem's repair (never removing a whole image, nor an image
 a container uses), checks again (removing an image can leave its blobs unused), and
@@ -188,18 +189,29 @@ def _volume_remover(path: str, name: str):
 
 def check_network() -> list[Problem]:
     from .. import network   # lazy: ~16-20 ms, and only this check needs it
+    problems = [Problem(f"network {name}", what, _dns_repairer(network, name))
+                for name, what in network.dns_problems()]
     found = network.stale_holdings()
     if not found:
-        return []
+        return problems
 
     def repair():
         network.cleanup_stale()
         network.release_stale_claims()
         return "released what dead containers held on the network"
-    problems = [Problem(f"container {cid[:12]}", f"is gone but still holds {what}")
-                for cid, what in found]
-    problems[0].repair = repair
-    return problems
+    stale = [Problem(f"container {cid[:12]}", f"is gone but still holds {what}")
+             for cid, what in found]
+    stale[0].repair = repair
+    return stale + problems
+
+
+def _dns_repairer(network, name: str):
+    """A user-defined network's DNS server out of line with its containers: started,
+    stopped or forgotten (network/dns.py)."""
+    def repair():
+        network.repair_dns(name)
+        return f"brought the DNS server of network {name} in line with its containers"
+    return repair
 
 
 # --------------------------------------------------------------------------- the command

@@ -137,7 +137,17 @@ def commit_container(container, repository: str | None = None, message: str = ""
     except BaseException:
         store.discard_unreferenced([layer["digest"]], [layer["diff_id"]])
         raise
+    container.emit("commit", comment=message, imageID=image_id,
+                   imageRef=_familiar(repository) if repository else "")
     return image_id
+
+
+def _familiar(name: str) -> str:
+    from ..image.reference import familiar
+    try:
+        return familiar(name)
+    except Exception:
+        return name
 
 
 def store_layer_from_upperdir(store: Store, upper: str, lowers: list[str], exclude=()) -> dict:

@@ -129,6 +129,15 @@ class Container:
     def status(self) -> str:
         return self.state["State"]["Status"]
 
+    def emit(self, action: str, **extra) -> None:
+        """Log a container event (``docker events``): the container's labels, the image
+        as the user named it and the name, plus ``extra`` (``exitCode``, ``signal``)."""
+        from .. import events
+        cfg = self.state.get("Config") or {}
+        events.emit("container", action, self.id, events.container_attributes(
+            self.state.get("Name", ""), cfg.get("Image") or self.state.get("Image", ""),
+            cfg.get("Labels"), **extra))
+
     def monitor_alive(self) -> bool:
         """True while a monitor process holds ``monitor.lock`` (the container is running)."""
         path = os.path.join(self.dir, "monitor.lock")

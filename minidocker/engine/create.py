@@ -98,7 +98,9 @@ def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> d
     entrypoint = icfg.get("Entrypoint") or []
     image_cmd = icfg.get("Cmd") or []
     if opts.get("entrypoint") is not None:
-        entrypoint = [opts["entrypoint"]] if opts["entrypoint"] else []
+        # the CLI's --entrypoint is one string; the Engine API's Entrypoint a list
+        given = opts["entrypoint"]
+        entrypoint = list(given) if isinstance(given, list) else ([given] if given else [])
         image_cmd = []
     command = list(cmd) if cmd else list(image_cmd)
     env = merge_env(icfg.get("Env") or [], parse_env(opts.get("env") or (), opts.get("env_file") or ()))
@@ -114,10 +116,15 @@ def container_config(image_config: dict, cmd: list[str] | None, opts: dict) -> d
         "Tty": bool(opts.get("tty")),
         "OpenStdin": bool(opts.get("interactive")),
         "AttachStdin": bool(opts.get("interactive")) and not opts.get("detach"),
+        "AttachStdout": opts.get("attach_stdout", not opts.get("detach")),
+        "AttachStderr": opts.get("attach_stderr", not opts.get("detach")),
+        # docker run -i: the container's stdin ends with the first attached client's
+        "StdinOnce": opts.get("stdin_once", bool(opts.get("interactive")) and not opts.get("detach")),
         "ExposedPorts": exposed,
         "Volumes": dict(icfg.get("Volumes") or {}),
         "Labels": {**(icfg.get("Labels") or {}), **dict(l.partition("=")[::2] for l in opts.get("label") or ())},
-        "StopSignal": icfg.get("StopSignal") or "",
+        "StopSignal": opts.get("stop_signal") or icfg.get("StopSignal") or "",
+        **({"StopTimeout": opts["stop_timeout"]} if opts.get("stop_timeout") is not None else {}),
         "Image": opts.get("image_name", ""),
     }
 
@@ -129,6 +136,7 @@ def host_config(opts: dict, mounts: list[dict] = ()) -> dict:
     cpus = opts.get("cpus")
     return {
         "NetworkMode": opts.get("network") or "bridge",
+        "ExtraHosts": _checked_extra_hosts(opts.get("add_host")),
         "PortBindings": bindings,
         "PublishAllPorts": bool(opts.get("publish_all")),
         "Links": list(opts.get("link") or ()),
@@ -151,6 +159,45 @@ def host_config(opts: dict, mounts: list[dict] = ()) -> dict:
         # to run the engine's whole test suite through the runtime's command line)
         "Runtime": opts.get("runtime") or os.environ.get("MINIDOCKER_DEFAULT_RUNTIME") or "minidocker",
     }
+
+
+def networking_config(hostcfg: dict, opts: dict) -> dict | None:
+    """What the docker CLI puts into ``NetworkingConfig`` for the network a container is
+    run on: ``--network-alias`` names, and on a user-defined network the ``--link``s
+    (there a link is a name the network's DNS answers, for this container only). Kept
+    as the engine keeps endpoints: ``{"Endpoints": [{"Network": NAME, ...}]}``.
+
+    An alias on the default bridge (or host, none) is refused at once, with dockerd's
+    message: those networks have no DNS to answer it."""
+    mode = hostcfg["NetworkMode"]
+    aliases = list(opts.get("network_alias") or ())
+    user_defined = mode not in ("bridge", "default", "host", "none") and not mode.startswith("container:")
+    if aliases and not user_defined:
+        raise InvalidInput("network-scoped alias is supported only for containers in user defined networks")
+    links = list(hostcfg["Links"]) if user_defined else []
+    if not (aliases or links):
+        return None
+    endpoint = {"Network": mode, "Aliases": aliases or None, "IPAMConfig": None}
+    if links:
+        endpoint["Links"] = links
+    return {"Endpoints": [endpoint]}
+
+
+def _checked_extra_hosts(values) -> list[str] | None:
+    """``--add-host NAME:IP`` values (Docker's ``ExtraHosts``), refused now if bad."""
+    import ipaddress
+    out = []
+    for value in values or ():
+        name, colon, ip = value.partition(":")
+        try:
+            ipaddress.ip_address(ip.strip("[]"))
+        except ValueError:
+            colon = ""
+        if not colon or not name:
+            raise InvalidInput(f'invalid argument "{value}" for "--add-host" flag: '
+                               f'invalid IP address in add-host: "{ip}"')
+        out.append(f"{name}:{ip.strip('[]')}")
+    return out or None
 
 
 def _memory_bytes(value) -> int:
@@ -229,6 +276,7 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
     mounts = [volumes.parse_mount_spec(m) for m in opts.get("mount") or ()]
     hostcfg = host_config(opts, mounts)
     check_resources(hostcfg)
+    netcfg = networking_config(hostcfg, opts)
     # -v, --mount and --tmpfs are parsed once, here; the monitor mounts what the record
     # keeps (volumes.mount_specs).
     mount_specs = volumes.parse_mounts(hostcfg["Binds"], mounts, hostcfg["Tmpfs"])
@@ -247,10 +295,18 @@ def create_container(store, image_ref: str, cmd: list[str] | None, opts: dict,
                   "OOMKilled": False, "Error": "", "StartedAt": "", "FinishedAt": ""},
         "NetworkSettings": {}, "Mounts": [], "_MountSpecs": mount_specs,
     }
+    if opts.get("endpoints"):
+        # the Engine API's NetworkingConfig (aliases on a user network): the list form
+        # state.json keeps (see network.endpoints_config)
+        state["NetworkingConfig"] = {"Endpoints": list(opts["endpoints"])}
     if opts.get("owner"):
         # A container that belongs to a command (a build's RUN step): gone with it.
         state["_Owner"] = opts["owner"]
+    if netcfg:
+        state["NetworkingConfig"] = netcfg
     cid = new_id()
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]  # Docker's default hostname: the short id
-    return new_record(opts.get("name"), state, cid)
+    c = new_record(opts.get("name"), state, cid)
+    c.emit("create")
+    return c

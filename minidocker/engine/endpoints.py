@@ -19,6 +19,7 @@ from .. import network, paths
 from ..errors import Conflict, InvalidInput, NotFound
 from ..network import records
 from .containers import Container, resolve
+from .etc_files import write_resolv_conf
 from .lifecycle import reconcile
 
 #: dockerd's messages (runconfig/errors.go)
@@ -91,6 +92,13 @@ def connect(ref: str, network_ref: str, aliases=(), ip: str | None = None) -> No
         config[name] = cfg
         settings.setdefault("Networks", {})[name] = endpoint
     _save_networks(c, record)
+    _update_resolv_conf(c)
+
+
+def _update_resolv_conf(c: Container) -> None:
+    """A running container that joined or left a user-defined network asks the DNS
+    servers of the networks it is on now (the host's resolvers when none is left)."""
+    write_resolv_conf(c, network.dns_servers(network.endpoints_config(c.state)))
 
 
 def disconnect(ref: str, network_ref: str, force: bool = False) -> None:
@@ -130,3 +138,5 @@ def disconnect(ref: str, network_ref: str, force: bool = False) -> None:
         if gone and settings.get("IPAddress") == gone.get("IPAddress"):
             settings.update(Gateway="", IPAddress="", IPPrefixLen=0, MacAddress="")
     _save_networks(c, forget)
+    if running:
+        _update_resolv_conf(c)

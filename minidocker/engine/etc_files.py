@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from .. import resolvconf
 from ..errors import MinidockerError
 
 
@@ -53,24 +54,62 @@ def lookup_user(rootfs: str, spec: str) -> tuple[int, int, list[int], str]:
 
 
 def etc_files(c, hostname: str, extra_hosts: list[tuple[str, str]] = ()) -> None:
-    """Write the files bind-mounted over /etc/hostname, /etc/hosts and /etc/resolv.conf."""
+    """Write the files bind-mounted over /etc/hostname, /etc/hosts and /etc/resolv.conf
+    (the last from the host's, see :func:`write_resolv_conf`)."""
     with open(os.path.join(c.dir, "hostname"), "w") as f:
         f.write(hostname + "\n")
     write_hosts(c, [], extra_hosts)
-    nameservers = []
-    try:
-        with open("/etc/resolv.conf") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        lines = []
-    # A resolver on the host's loopback (systemd-resolved) is unreachable from a container.
+    write_resolv_conf(c)
+
+
+#: Docker's fallback when the host lists no resolver a container can reach.
+FALLBACK_NAMESERVERS = ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+
+
+def resolv_conf_lines(dns_servers=()) -> list[str]:
+    """A container's /etc/resolv.conf, made from the host's (:mod:`minidocker.resolvconf`).
+
+    * No ``dns_servers`` (the default bridge, ``--network none``): the host's file,
+      less the resolvers on the host's loopback (the container's loopback is its own,
+      nobody answers there); none left, Docker's fallback, Google's 8.8.8.8 and 8.8.4.4.
+    * ``dns_servers`` (the DNS servers of the container's user-defined networks, see
+      :mod:`minidocker.network.dns`): those replace the host's resolvers, which they
+      forward to; ``options ndots:0`` is added, as Docker adds it for its 127.0.0.11,
+      so that a short name (``web``) is asked as it is before any ``search`` domain is
+      tried. The host's ``search`` and ``options`` stay.
+    """
+    lines = resolvconf.read_host()
+    if dns_servers:
+        kept = [l for l in lines if not l.startswith("nameserver")]
+        kept += [f"nameserver {s}" for s in list(dns_servers)[:resolvconf.MAXNS]]
+        if not any(l.startswith("options") and "ndots:" in l for l in kept):
+            kept.append("options ndots:0")
+        return kept
     kept = [l for l in lines if not (l.startswith("nameserver") and
-                                     (l.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
-    nameservers = [l for l in kept if l.startswith("nameserver")]
-    if not nameservers:
-        kept += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+                                     resolvconf.is_loopback((l.split()[1:2] or [""])[0]))]
+    if not any(l.startswith("nameserver") for l in kept):
+        kept += FALLBACK_NAMESERVERS
+    return kept
+
+
+def write_resolv_conf(c, dns_servers=()) -> None:
+    """(Re)write the container's /etc/resolv.conf *in place* (see :func:`write_hosts`):
+    at start, and when ``network connect``/``disconnect`` change its DNS servers."""
     with open(os.path.join(c.dir, "resolv.conf"), "w") as f:
-        f.write("\n".join(kept) + "\n")
+        f.write("\n".join(resolv_conf_lines(dns_servers)) + "\n")
+
+
+def copy_resolv_conf(c, other) -> None:
+    """``--network container:X``: the container shares X's network namespace, so it
+    asks X's resolvers (on a user-defined network, X's DNS server, which takes it for X),
+    as Docker gives it X's resolv.conf."""
+    try:
+        with open(os.path.join(other.dir, "resolv.conf")) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return
+    with open(os.path.join(c.dir, "resolv.conf"), "w") as f:
+        f.write(text)
 
 
 def write_hosts(c, own: list[tuple[str, str]], extra: list[tuple[str, str]] = ()) -> None:

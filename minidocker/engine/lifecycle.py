@@ -106,9 +106,14 @@ def reconcile_all() -> list[Container]:
     return containers
 
 
-def start(c: Container, store, attach: bool) -> int | None:
+def start(c: Container, store, attach: bool, attach_clients: int = 0,
+          on_listening=None) -> int | None:
     """Start a created or exited container: attached returns its exit code. A ``--rm``
-    container is removed by its monitor when it exits (:func:`.monitor.auto_remove`)."""
+    container is removed by its monitor when it exits (:func:`.monitor.auto_remove`).
+
+    Detached, ``attach_clients`` clients (connected by ``on_listening``, called once the
+    monitor's attach socket listens) see the output from the first byte: the API's
+    attach-then-start (``docker run``, ``docker start -a``)."""
     reconcile(c)
     if c.state["State"].get("Paused"):
         raise Conflict("cannot start a paused container, try unpause instead")
@@ -116,7 +121,7 @@ def start(c: Container, store, attach: bool) -> int | None:
         return None
     if attach:
         return monitor.run(c, store, attach=True)
-    monitor.start_detached(c, store)
+    monitor.start_detached(c, store, attach_clients=attach_clients, on_listening=on_listening)
     return None
 
 
@@ -126,6 +131,7 @@ def kill(c: Container, sig: int = signal.SIGKILL) -> None:
     reconcile(c)
     if not c.state["State"]["Running"]:
         raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
+    c.emit("kill", signal=str(int(sig)))
     freezer.thaw_for_signal(c)
     try:
         os.kill(c.state["State"]["Pid"], sig)
@@ -146,6 +152,7 @@ def stop(c: Container, timeout: float = 10) -> None:
     freezer.thaw_for_signal(c)
     sig = parse_signal(c.state["Config"].get("StopSignal") or "SIGTERM")
     pid = c.state["State"]["Pid"]
+    c.emit("kill", signal=str(int(sig)))
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -154,12 +161,14 @@ def stop(c: Container, timeout: float = 10) -> None:
     while time.monotonic() < deadline and c.monitor_alive():
         time.sleep(0.05)
     if c.monitor_alive():
+        c.emit("kill", signal=str(int(signal.SIGKILL)))
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     _wait_after_kill(c)
     _reload_unless_removed(c)
+    c.emit("stop")
 
 
 def _wait_after_kill(c: Container, force: bool = False) -> None:
@@ -195,12 +204,14 @@ def pause(c: Container) -> None:
     """``docker pause``: freeze every process of the container (see :mod:`.freezer`)."""
     reconcile(c)
     freezer.pause(c)
+    c.emit("pause")
 
 
 def unpause(c: Container) -> None:
     """``docker unpause``."""
     reconcile(c)
     freezer.unpause(c)
+    c.emit("unpause")
 
 
 def remove(c: Container, force: bool = False, volumes: bool = False) -> None:
@@ -285,32 +296,140 @@ def container_pids(c: Container) -> list[int]:
 
 
 def exec_in(c: Container, args: list[str], *, env=(), user=None, workdir=None, tty=False,
-            interactive=False, detach=False) -> int:
+            interactive=False, detach=False, exec_id: str | None = None) -> int:
     """``docker exec``: run another process inside a running container's namespaces and
-    cgroup, with the container's environment plus ``env``."""
-    # Lazy: the runtime package costs ~12 ms to import (create.py and bundle.py import
-    # it too); ps, stop and rm import this module and never need it.
+    cgroup, with the container's environment plus ``env``.
+
+    Events as Docker logs them: ``exec_create: CMD``, ``exec_start: CMD`` and, when we
+    wait for it, ``exec_die`` with its exit code, all carrying the exec's id
+    (``exec_id``, or a new one: the CLI has no exec records)."""
     from .. import runtime
-    from .bundle import DEFAULT_PATH
-    from .create import merge_env, parse_env
+    from .execs import exec_options
+    reconcile(c)
+    # user, working dir, environment, and what the container's own process got from
+    # its bundle: capabilities, no_new_privs and the system call filter
+    kwargs = dict(exec_options(c, user, workdir, env), terminal=tty, interactive=interactive,
+                  detach=detach)
+    exec_id = exec_id or os.urandom(32).hex()
+    command = " ".join(args)
+    c.emit(f"exec_create: {command}", execID=exec_id)
+    c.emit(f"exec_start: {command}", execID=exec_id)
+    code = runtime.exec_process(c.state["State"]["Pid"], args, **kwargs)
+    if not detach:
+        c.emit("exec_die", execID=exec_id, exitCode=str(code))
+    return code
+
+
+def restart(c: Container, store, timeout: float = 10) -> None:
+    """``docker restart``: stop (the stop signal, then SIGKILL after ``timeout``), then
+    start again, detached."""
+    if c.state["State"].get("Running"):
+        stop(c, timeout)        # (stop thaws a paused container first)
+    start(c.reload(), store, attach=False)
+    c.update_fields(RestartCount=int(c.reload().state.get("RestartCount") or 0) + 1)
+    c.emit("restart")
+
+
+def rename(c: Container, new_name: str) -> None:
+    """``docker rename``: a new name, under the lock that guards names (two renames or
+    a ``run --name`` cannot take the same one)."""
+    from .. import paths
+    from .containers import NAME_RE
+    from ..errors import InvalidInput
+    new_name = new_name.lstrip("/")
+    if not new_name or not NAME_RE.match(new_name):
+        raise InvalidInput(f"Invalid container name ({new_name}), only "
+                           "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    old = c.name
+    if new_name == old:
+        raise InvalidInput(f"Renaming a container with the same name as its current name")
+    with paths.locked("containers"):
+        for other in list_containers():
+            if other.name == new_name:
+                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use '
+                               f'by container "{other.id}". You have to remove (or rename) '
+                               f'that container to be able to reuse that name.')
+        c.update_fields(Name=new_name)
+    c.emit("rename", oldName="/" + old)
+
+
+def wait_condition(c: Container, condition: str = "not-running", cancelled=None,
+                   poll: float = 0.02) -> int:
+    """``POST /containers/{id}/wait?condition=``: block until the container is
+    ``not-running`` (at once if it is not running), has had its ``next-exit``, or is
+    ``removed``; its exit code. ``cancelled()`` is polled: True gives up (the client
+    went away) with ``InterruptedError``.
+
+    The exit of a container removed at once (``--rm``) may never be seen in its state
+    file: then the ``die`` event tells its exit code."""
+    from .. import events
+    if condition not in ("not-running", "next-exit", "removed"):
+        from ..errors import InvalidInput
+        raise InvalidInput(f"invalid condition: \"{condition}\"")
+    since = time.time()
+    reconcile(c)
+    first = dict(c.state["State"])
+    if condition == "not-running" and not first["Running"]:
+        return first["ExitCode"]
+    seen_exit = None
+    stamp = None
+    while True:
+        if cancelled and cancelled():
+            raise InterruptedError("wait cancelled")
+        try:
+            st = os.stat(c.state_path)
+            if (st.st_ino, st.st_mtime_ns) != stamp:
+                stamp = (st.st_ino, st.st_mtime_ns)
+                state = c.reload().state["State"]
+                if state["Running"] and not c.monitor_alive():
+                    state = reconcile(c).state["State"]
+                exited = not state["Running"] and state.get("FinishedAt") and \
+                    state.get("FinishedAt") != first.get("FinishedAt")
+                if not state["Running"] and (exited or condition == "not-running"):
+                    if condition != "removed":
+                        return state["ExitCode"]
+                    seen_exit = state["ExitCode"]
+                if exited:
+                    seen_exit = state["ExitCode"]
+        except (FileNotFoundError, ValueError):
+            if not os.path.isdir(c.dir):            # removed
+                if seen_exit is not None:
+                    return seen_exit
+                for event in events.read(since=since, filters={"container": [c.id],
+                                                               "event": ["die"]}):
+                    seen_exit = int(event["Actor"]["Attributes"].get("exitCode", 0))
+                return seen_exit if seen_exit is not None else first["ExitCode"]
+        time.sleep(poll)
+
+
+def top(c: Container, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+    """``docker top``: run ``ps ps_args`` on the host and keep the lines of the
+    container's processes (found by the PID column), as Docker's daemon does."""
+    import shlex
+    import subprocess
     reconcile(c)
     if not c.state["State"]["Running"]:
         raise Conflict(f"Container {c.id} is not running")
-    if c.state["State"].get("Paused"):
-        raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
-    cfg = c.state["Config"]
-    uid, gid, extra_gids, home = lookup_user(c.rootfs, user if user is not None else cfg.get("User") or "")
-    environment = merge_env(cfg["Env"], parse_env(env))
-    if not any(e.startswith("PATH=") for e in environment):
-        environment.insert(0, DEFAULT_PATH)
-    # The new process gets what the container's own process got (its bundle says):
-    # capabilities, no_new_privs and the system call filter.
-    spec = paths.read_json(os.path.join(c.bundle, "config.json"))
-    kwargs = dict(env=environment, cwd=workdir or cfg.get("WorkingDir") or "/", uid=uid, gid=gid,
-                  additional_gids=extra_gids, terminal=tty, interactive=interactive, detach=detach,
-                  capabilities=spec["process"]["capabilities"],
-                  no_new_privileges=spec["process"].get("noNewPrivileges", False),
-                  seccomp_profile=spec.get("linux", {}).get("seccomp"))
-    return runtime.exec_process(c.state["State"]["Pid"], args, **kwargs)
-
-
+    pids = set(container_pids(c))
+    args = shlex.split(ps_args or "-ef")
+    out = subprocess.run(["ps", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        from ..errors import InvalidInput
+        raise InvalidInput(f"Error running ps: {out.stderr.strip() or 'exit status %d' % out.returncode}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return [], []
+    titles = lines[0].split()
+    if "PID" not in titles:
+        from ..errors import InvalidInput
+        raise InvalidInput(f"Couldn't find PID field in ps output")
+    pid_col = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        try:
+            if int(fields[pid_col]) in pids:
+                rows.append(fields)
+        except (ValueError, IndexError):
+            continue
+    return titles, rows

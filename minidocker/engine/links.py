@@ -25,6 +25,21 @@ from ..errors import InvalidInput
 from .containers import resolve
 
 
+def legacy_links(state: dict) -> bool:
+    """Does the container get legacy links (the variables and /etc/hosts lines below)?
+
+    Docker's rule: only on the default bridge, where there is no DNS. On a
+    user-defined network ``--link NAME:ALIAS`` is only a name: the network's DNS server
+    answers ``ALIAS`` with NAME's address, to this container alone (the link is kept in
+    the endpoint's ``Links``, see engine/create.py and network/dns_names.py)."""
+    if not (state.get("HostConfig") or {}).get("Links"):
+        return False
+    listed = (state.get("NetworkingConfig") or {}).get("Endpoints")
+    if listed is None:
+        listed = [{"Network": (state.get("HostConfig") or {}).get("NetworkMode") or "bridge"}]
+    return any(e.get("Network") in ("bridge", "default") for e in listed)
+
+
 def parse_link(spec: str) -> tuple[str, str]:
     """``NAME[:ALIAS]`` -> (name, alias); the alias defaults to the name."""
     name, _, alias = spec.partition(":")

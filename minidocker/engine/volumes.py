@@ -85,7 +85,15 @@ def create(name: str | None = None, labels: dict | None = None, driver: str = "l
                   "Mountpoint": data_dir(name), "Name": name, "Options": options or {},
                   "Scope": "local"}
         paths.write_json(_record_path(name), record)
-        return record
+    _emit(name, "create", driver=driver)
+    return record
+
+
+def _emit(name: str, action: str, **attributes) -> None:
+    """Log a volume event as Docker does: the volume's name as the actor, its driver
+    (and for ``mount`` the container, destination, mode) as attributes."""
+    from .. import events
+    events.emit("volume", action, name, {"driver": "local", **attributes})
 
 
 def exists(name: str) -> bool:
@@ -140,6 +148,7 @@ def remove(name: str, force: bool = False) -> None:
         raise Conflict(f"remove {name}: volume is in use - [{', '.join(in_use)}]")
     with paths.locked("volumes"):
         shutil.rmtree(volume_dir(name), ignore_errors=True)
+    _emit(name, "destroy")
 
 
 def prune(all_volumes: bool = False) -> tuple[list[str], int]:
@@ -151,6 +160,7 @@ def prune(all_volumes: bool = False) -> tuple[list[str], int]:
             continue
         reclaimed += _disk_usage(data_dir(record["Name"]))
         shutil.rmtree(volume_dir(record["Name"]), ignore_errors=True)
+        _emit(record["Name"], "destroy")
         removed.append(record["Name"])
     return removed, reclaimed
 
@@ -179,6 +189,7 @@ def remove_anonymous(state: dict) -> list[str]:
         if [u for u in users(name) if u != state.get("Id")]:
             continue
         shutil.rmtree(volume_dir(name), ignore_errors=True)
+        _emit(name, "destroy")
         removed.append(name)
     return removed
 
@@ -349,6 +360,15 @@ def oci_mounts(state: dict, rootfs: str) -> tuple[list[dict], list[dict]]:
         entries.append(entry)
         recorded.append(record)
     return entries, recorded
+
+
+def log_mounts(container_id: str, recorded: list[dict]) -> None:
+    """A ``mount`` event per volume the container gets at its start, as Docker logs
+    them: the container, where, read/write or not."""
+    for m in recorded:
+        if m["Type"] == "volume":
+            _emit(m["Name"], "mount", container=container_id, destination=m["Destination"],
+                  propagation=m["Propagation"], **{"read/write": str(m["RW"]).lower()})
 
 
 def _volumes_from(state: dict) -> list[dict]:

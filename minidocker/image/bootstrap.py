@@ -265,4 +265,5 @@ def import_tarball(src, tag: str | None, source_name: str = "-", message: str = 
     image_id = store.write_image(config, [layer])
     if tag:
         store.tag(image_id, tag)
+    store.emit(image_id, "import")
     return image_id

@@ -478,7 +478,7 @@ def _load_from(store: Store, archive: _Archive, say) -> list[str]:
                 recorded.append(config_digest)
     except BaseException:
         for image_id in recorded:
-            store.delete_image(image_id)
+            store.delete_image(image_id, event=False)
         undo.run()
         raise
     ids = []
@@ -488,6 +488,7 @@ def _load_from(store: Store, archive: _Archive, say) -> list[str]:
             say(f"Loaded image: {tag}")
         if not tags:
             say(f"Loaded image ID: {image_id}")
+        store.emit(image_id, "load")
         ids.append(image_id)
     return ids
 
@@ -497,7 +498,7 @@ def _move_tag(store: Store, image_id: str, tag: str, say) -> None:
     if previous and previous != image_id:
         say(f"The image {tag} already exists, renaming the old one with ID {previous} "
             "to empty string")
-    store.tag(image_id, tag)
+    store.tag(image_id, tag, event=False)
 
 
 def _store_image_content(store: Store, archive: _Archive, image: _ImageToLoad,

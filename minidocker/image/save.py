@@ -166,6 +166,8 @@ def save_images(store: Store, refs: list[str], out_fileobj) -> None:
         _add_bytes(tar, "oci-layout", _json_bytes(OCI_LAYOUT), mtime)
         if repositories:
             _add_bytes(tar, "repositories", _json_bytes(repositories), mtime)
+    for image in images:
+        store.emit(image.image_id, "save")
 
 
 def _json_bytes(obj) -> bytes:

@@ -469,9 +469,13 @@ class Store:
     def _write_repositories(self, repos: dict[str, str]) -> None:
         paths.write_json(self.repositories_path, repos)
 
-    def tag(self, image_id: str, name: str) -> str:
+    def tag(self, image_id: str, name: str, event: bool = True) -> str:
         """Point ``name`` (``repo[:tag]``, default tag ``latest``) at ``image_id``.
-        Moves the tag if it pointed elsewhere. Returns the familiar name."""
+        Moves the tag if it pointed elsewhere. Returns the familiar name.
+
+        Logs an image ``tag`` event (``docker tag``, ``commit``, ``build -t``), unless
+        ``event`` is false: Docker's pull and load set their tags without one (their
+        own ``pull``/``load`` event says it)."""
         key = normalize_name(name)
         with self.locked():
             if not self.has_image(image_id):
@@ -479,10 +483,13 @@ class Store:
             repos = self.repositories()
             repos[key] = image_id
             self._write_repositories(repos)
+        if event:
+            self.emit(image_id, "tag", key)
         return key
 
-    def untag(self, name: str) -> str:
-        """Remove the tag ``name``; returns the image id it pointed at."""
+    def untag(self, name: str, event: bool = True) -> str:
+        """Remove the tag ``name``; returns the image id it pointed at (and logs an
+        ``untag`` event)."""
         key = normalize_name(name)
         with self.locked():
             repos = self.repositories()
@@ -491,7 +498,23 @@ class Store:
             image_id = repos.pop(key)
             self._write_repositories(repos)
         crash_point("untagged")
+        if event:
+            self.emit(image_id, "untag")
         return image_id
+
+    def emit(self, actor: str, action: str, name: str | None = None) -> None:
+        """Log an image event as Docker's daemon does (``LogImageEvent``): the actor is
+        an image id or a reference (``pull``/``push`` name ``busybox:latest``), the
+        attributes are the image's labels and ``name`` (the tag, else the actor)."""
+        from .. import events
+        attrs = {}
+        try:
+            image_id = actor if actor.startswith("sha256:") else self.resolve(actor)
+            attrs.update(self.image_config(image_id).get("config", {}).get("Labels") or {})
+        except Exception:
+            pass  # gone already (delete) or unreadable: the event still counts
+        attrs["name"] = name if name is not None else actor
+        events.emit("image", action, actor, attrs, root=self.root)
 
     def tags_of(self, image_id: str) -> list[str]:
         return sorted(k for k, v in self.repositories().items() if v == image_id)
@@ -563,10 +586,11 @@ class Store:
         return out
 
     # ================================================================== deletion
-    def delete_image(self, image_id: str) -> list[str]:
+    def delete_image(self, image_id: str, event: bool = True) -> list[str]:
         """Remove an image: its tags, its record, its config blob, and every layer (blob
         and extracted dir) that no other image uses. Returns what was removed
-        (``["sha256:<id>", "sha256:<layer diff_id>"...]``).
+        (``["sha256:<id>", "sha256:<layer diff_id>"...]``), and logs a ``delete`` event
+        (not for the undo of a failed load or build: ``event=False``).
 
         Checking whether a container still uses the image is the caller's job (rmi).
         """
@@ -592,6 +616,8 @@ class Store:
                 if diff_id not in still_used_layers and self.has_layer(diff_id):
                     self._remove_layer_dir(diff_id)
                     removed.append(diff_id)
+        if event:
+            self.emit(image_id, "delete")
         return removed
 
     def discard_unreferenced(self, blob_digests=(), diff_ids=()) -> None:

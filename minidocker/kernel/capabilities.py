@@ -58,6 +58,7 @@ PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_CAP_AMBIENT = 47
@@ -224,6 +225,36 @@ def set_child_subreaper() -> None:
     to the host's PID 1, so we can ``waitpid`` a grandchild (a container's PID 1 whose
     own parent has exited)."""
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def is_child_subreaper() -> bool:
+    """Are we a child subreaper? (``PR_GET_CHILD_SUBREAPER`` stores the flag at the
+    address it is given.)"""
+    flag = ctypes.c_int(0)
+    prctl(PR_GET_CHILD_SUBREAPER, ctypes.addressof(flag))
+    return bool(flag.value)
+
+
+class not_a_child_subreaper:
+    """For the ``with`` block, orphans do not come to us: a daemon started from a
+    subreaper (a container's monitor) by a double fork goes to the host's PID 1, which
+    reaps it when it exits, instead of staying our zombie until we exit ourselves.
+
+    The kernel re-parents an orphan when its parent exits, to the nearest ancestor that
+    is a subreaper *at that moment*: the block must last until the middle process of the
+    double fork has exited (and been reaped). A child we already have (the container's
+    PID 1) stays ours: only orphaning moves a process."""
+
+    def __enter__(self):
+        self.was = is_child_subreaper()
+        if self.was:
+            prctl(PR_SET_CHILD_SUBREAPER, 0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.was:
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
+        return False
 
 
 def apply(bounding, effective, permitted, inheritable=(), ambient=()) -> None:

@@ -2,8 +2,8 @@
 
 * :func:`attach_container` -- in the container's monitor, once the container's network
   namespace exists and before its command runs: lease an address, plug a veth pair into
-  the bridge, configure ``eth0`` inside, publish ports. Returns ``NetworkSettings`` and
-  the /etc/hosts lines of its peers on user-defined networks.
+  the bridge, configure ``eth0`` inside, publish ports; on a user-defined network make
+  sure its DNS server runs (:mod:`.dns`). Returns ``NetworkSettings``.
 * :func:`detach_container` -- when the monitor takes the container down (it exited,
   was stopped or killed; idempotent): give everything back.
 * :func:`cleanup_stale` -- at the start of a command: release what containers that died
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 
 from .. import paths
-from ..errors import Conflict, InvalidInput
+from ..errors import Conflict, InvalidInput, MinidockerError
 from ..kernel import processes
 from ..kernel.netdev import set_link_up_in
-from . import bridge, firewall, hosts, ipam, ports, records, veth
+from . import bridge, dns, firewall, hosts, ipam, ports, records, veth
 
 
 def network_mode(state: dict) -> str:
@@ -62,31 +63,31 @@ def endpoints_list(config: dict) -> list[dict]:
     return [{"Network": name, **settings} for name, settings in config.items()]
 
 
-def attach_container(state: dict, pid: int) -> tuple[dict, list[tuple[str, str]]]:
+def attach_container(state: dict, pid: int) -> dict:
     """Connect the network namespace of ``pid`` (the container's PID 1) as
-    ``HostConfig.NetworkMode`` says. Returns ``NetworkSettings`` (Docker's fields) and
-    the /etc/hosts lines ``(address, names)`` of its peers on user-defined networks,
-    which the engine writes into the container's /etc/hosts with its own address."""
+    ``HostConfig.NetworkMode`` says. Returns ``NetworkSettings`` (Docker's fields).
+
+    Peers find each other by name through the DNS server of each user-defined network
+    (:mod:`.dns`), not through /etc/hosts: the engine points the container's
+    /etc/resolv.conf at them (:func:`.dns.dns_servers`)."""
     mode = network_mode(state)
     if mode == "host":
         settings = _empty_settings()
         settings["Networks"]["host"] = _endpoint(records.get("host"), "", "", 0, "")
-        return settings, []
+        return settings
     if mode.startswith("container:"):
-        return _empty_settings(), []  # it shares another container's namespace, set up already
+        return _empty_settings()  # it shares another container's namespace, set up already
     if mode == "none":
         set_link_up_in(pid, "lo")
         settings = _empty_settings(pid)
         settings["Networks"]["none"] = _endpoint(records.get("none"), "", "", 0, "")
-        return settings, []
+        return settings
     cleanup_stale()  # addresses and ports of containers that died without a detach
     settings = _empty_settings(pid)
-    peers: list[tuple[str, str]] = []
     try:
         for index, (name, cfg) in enumerate(endpoints_config(state).items()):
-            endpoint, published, met = _attach_bridge(state, pid, records.get(name), index, cfg)
+            endpoint, published = _attach_bridge(state, pid, records.get(name), index, cfg)
             settings["Networks"][name] = endpoint
-            peers += met
             if index == 0:
                 settings["Ports"] = published
                 if name == records.DEFAULT_NETWORK:
@@ -95,7 +96,7 @@ def attach_container(state: dict, pid: int) -> tuple[dict, list[tuple[str, str]]
         if settings["Networks"]:
             detach_container(state)  # the networks joined before the one that failed
         raise
-    return settings, peers
+    return settings
 
 
 def _top_level(endpoint: dict) -> dict:
@@ -105,8 +106,8 @@ def _top_level(endpoint: dict) -> dict:
 
 
 def _endpoint(rec, ip, gateway, prefixlen, mac, aliases=None, endpoint_id="",
-              ipam_config=None) -> dict:
-    return {"IPAMConfig": ipam_config, "Links": None, "Aliases": aliases, "NetworkID": rec["Id"],
+              ipam_config=None, links=None) -> dict:
+    return {"IPAMConfig": ipam_config, "Links": links, "Aliases": aliases, "NetworkID": rec["Id"],
             "EndpointID": endpoint_id, "Gateway": gateway,
             "IPAddress": ip, "IPPrefixLen": prefixlen, "IPv6Gateway": "",
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": mac}
@@ -120,11 +121,14 @@ def _interfaces_in_use(cid: str) -> set[str]:
 
 
 def _attach_bridge(state: dict, pid: int, rec: dict, index: int | None = 0,
-                   cfg: dict | None = None) -> tuple[dict, dict, list[tuple[str, str]]]:
+                   cfg: dict | None = None) -> tuple[dict, dict]:
     """Plug the container into one bridge network as ``eth<index>`` (``None``: the lowest
-    free one); returns its endpoint (``NetworkSettings.Networks[NAME]``), for ``eth0``
-    the published ports, and on a user-defined network the hosts lines of its peers
-    there (see :func:`_introduce`)."""
+    free one); returns its endpoint (``NetworkSettings.Networks[NAME]``) and, for
+    ``eth0``, the published ports.
+
+    The lease records what the network's DNS server answers for the container: its
+    name, its aliases there and, for the container alone, its links (``Links``:
+    ``["web:db"]``, Docker's endpoint field; see :mod:`.dns_names`)."""
     if rec["Driver"] != "bridge":
         raise InvalidInput(f"network {rec['Name']} cannot be used by a container this way")
     cfg = cfg or {}
@@ -133,6 +137,7 @@ def _attach_bridge(state: dict, pid: int, rec: dict, index: int | None = 0,
     br, subnet, gateway = records.bridge_name(rec), records.subnet_of(rec), records.gateway_of(rec)
     user_defined = rec["Name"] != records.DEFAULT_NETWORK
     aliases = list(cfg.get("Aliases") or [])
+    links = list(cfg.get("Links") or []) if user_defined else []
     wanted = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
     endpoint_id = secrets.token_hex(32)
     with paths.locked("networks"):
@@ -143,9 +148,10 @@ def _attach_bridge(state: dict, pid: int, rec: dict, index: int | None = 0,
             index = next(n for n in range(100) if f"eth{n}" not in used)
         ifname = f"eth{index}"
         entry = {"Container": cid, "Name": name, "Pid": pid, "PidStart": processes.start_time(pid),
-                 "EndpointID": endpoint_id, "Interface": ifname, "Aliases": aliases}
+                 "EndpointID": endpoint_id, "Interface": ifname, "Aliases": aliases,
+                 "Links": links}
         address = ipam.allocate(rec["Name"], subnet, gateway, entry, wanted=wanted, bridge=br)
-        published, peers = {}, []
+        published = {}
         try:
             if index == 0:
                 published = ports.allocate(state)
@@ -156,18 +162,21 @@ def _attach_bridge(state: dict, pid: int, rec: dict, index: int | None = 0,
                           ifname=ifname)
                 _publish(cid, br, address, published)
             if user_defined:
-                peers = [(ip, " ".join(names)) for ip, names in
-                         _introduce(rec["Name"], cid, name, address,
-                                    (state.get("Config") or {}).get("Hostname"), aliases)]
+                dns.ensure_running(rec)  # the bridge is up: its address can be listened on
+                hostname = (state.get("Config") or {}).get("Hostname")
+                if hostname:  # its own address under its hostname, as Docker writes it
+                    hosts.add_entries(hosts.hosts_path(cid), [(address, [hostname])])
         except BaseException:
             _release_network_locked(cid, rec)
             if index == 0:
                 _release_ports_locked(cid)
             raise
+    records.emit(rec, "connect", cid)
     docker_aliases = [*aliases, cid[:12]] if user_defined else (aliases or None)
     endpoint = _endpoint(rec, address, gateway, subnet.prefixlen, veth.mac_for(address),
-                         docker_aliases, endpoint_id, {"IPv4Address": wanted} if wanted else None)
-    return endpoint, published, peers
+                         docker_aliases, endpoint_id, {"IPv4Address": wanted} if wanted else None,
+                         links or None)
+    return endpoint, published
 
 
 def attach_endpoint(state: dict, pid: int, rec: dict, cfg: dict | None = None) -> dict:
@@ -175,13 +184,13 @@ def attach_endpoint(state: dict, pid: int, rec: dict, cfg: dict | None = None) -
     bridge, with the lowest free ``ethN``. Returns the new endpoint; the caller records
     it in the container's state."""
     cleanup_stale()
-    endpoint, _published, _peers = _attach_bridge(state, pid, rec, None, cfg)
-    return endpoint  # its peers are in its /etc/hosts already (_introduce wrote them)
+    endpoint, _published = _attach_bridge(state, pid, rec, None, cfg)
+    return endpoint
 
 
 def detach_endpoint(state: dict, rec: dict) -> str | None:
     """``network disconnect`` of a running container: take its interface on ``rec``
-    away, with its address and the hosts lines it had there (its own and its peers').
+    away, with its address and the hosts line it had there (its own).
     Returns the interface it had (``eth1``...), None if it had none there. Leaving the
     network of ``eth0`` also gives its published ports back (they led to that address)."""
     cid = state["Id"]
@@ -201,30 +210,11 @@ def _publish(cid: str, br: str, address: str, published: dict) -> None:
                                                  address, port, cid))
 
 
-def _introduce(network_name: str, cid: str, name: str, address: str, hostname=None,
-               aliases=()) -> list:
-    """On a user-defined network, members find each other by name (and by the aliases
-    they were connected with): add every other live member to this container's
-    /etc/hosts, and this container to theirs (and its own address under its own
-    hostname, as Docker writes it)."""
-    mine = (address, [name, cid[:12], *aliases])
-    if hostname:
-        hosts.add_entries(hosts.hosts_path(cid), [(address, [hostname])])
-    peers = []
-    for ip, lease in ipam.leases_of(network_name).items():
-        other = lease.get("Container")
-        if other == cid or not ipam.lease_is_alive(lease):
-            continue
-        peers.append((ip, [lease.get("Name") or other[:12], other[:12], *(lease.get("Aliases") or [])]))
-        hosts.add_entries(hosts.hosts_path(other), [mine])
-    hosts.add_entries(hosts.hosts_path(cid), peers)
-    return peers
-
-
 def detach_container(state: dict) -> None:
     """Give back everything the container holds: addresses, host ports, DNAT rules, its
-    veth pair, its lines in its peers' /etc/hosts; and remove the default bridge when no
-    container is left on it. Safe to call twice, and for containers that never ran."""
+    veth pair; stop the DNS server of a network it was the last on, and remove the
+    default bridge when no container is left on it. Safe to call twice, and for
+    containers that never ran."""
     cid = state["Id"]
     with paths.locked("networks"):
         release_locked(cid)
@@ -245,16 +235,18 @@ def release_locked(cid: str) -> None:
 
 
 def _release_network_locked(cid: str, rec: dict) -> str | None:
-    """Give back what the container holds on one network: its lease, its veth pair
-    there, its line in its peers' /etc/hosts and theirs in its own. Returns the
+    """Give back what the container holds on one network: its lease (so its names are
+    no longer answered), its veth pair there, its own address's line in its
+    /etc/hosts; the network's DNS server goes with the last live lease. Returns the
     interface it had. Call with the networks lock held."""
     mine = {ip: l for ip, l in ipam.leases_of(rec["Name"]).items() if l.get("Container") == cid}
     ifname = next((l.get("Interface", "eth0") for l in mine.values()), None)
     freed = ipam.release(rec["Name"], cid, bridge=records.bridge_name(rec))
+    if freed:
+        records.emit(rec, "disconnect", cid)
     if freed and rec["Name"] != records.DEFAULT_NETWORK:
-        for lease in ipam.leases_of(rec["Name"]).values():
-            hosts.remove_addresses(hosts.hosts_path(lease["Container"]), freed)
         hosts.remove_subnet(hosts.hosts_path(cid), records.subnet_of(rec))
+        dns.stop_if_unused(rec["Name"])
     if ifname is not None and veth.names_left(cid, veth.interface_index(ifname)):
         with firewall.host_lock():
             veth.remove(cid, veth.interface_index(ifname))
@@ -304,8 +296,10 @@ def cleanup_stale() -> list[str]:
     """Release what dead containers still hold; returns their ids.
 
     A lease is stale when the process it was made for (pid + start time) is gone: the
-    container crashed, or minidocker was killed before it could detach. Cheap when there
-    is nothing to do: it only reads the lease files.
+    container crashed, or minidocker was killed before it could detach. A user-defined
+    network's DNS server is brought in line with its members too: restarted if it died
+    while containers are on the network, stopped if none is (:func:`.dns.reconcile_network`).
+    Cheap when there is nothing to do: it only reads the lease and ``dns.json`` files.
     """
     stale = set()
     recs = records.list_records()
@@ -323,7 +317,8 @@ def cleanup_stale() -> list[str]:
                            and not bridge.ports(records.bridge_name(rec)))
     if bridge.orphans():
         _remove_orphan_bridges()
-    if not stale and not bridge_orphaned:
+    dns_off = [rec for rec in recs if dns.needs_reconcile(rec)]
+    if not stale and not bridge_orphaned and not dns_off:
         return []
     with paths.locked("networks"):
         for cid in sorted(stale):
@@ -331,6 +326,12 @@ def cleanup_stale() -> list[str]:
         if bridge_orphaned:
             with firewall.host_lock():
                 _remove_default_bridge_if_unused()
+        for rec in dns_off:
+            if os.path.exists(records.record_path(rec["Name"])):
+                try:
+                    dns.reconcile_network(rec)
+                except MinidockerError as e:  # say it, but let the command go on
+                    print(f"minidocker: warning: {e}", file=sys.stderr)
     return sorted(stale)
 
 

@@ -26,6 +26,7 @@ import os
 from .. import paths
 from ..errors import Conflict
 from . import firewall, records
+from .veth import mac_for
 
 
 def exists(name: str) -> bool:
@@ -50,23 +51,41 @@ def _write_sysctl(path: str, value: str) -> None:
         f.write(value)
 
 
+def mac_address(name: str) -> str:
+    try:
+        with open(f"/sys/class/net/{name}/address") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def ensure(name: str, gateway: str, prefixlen: int) -> bool:
     """Make bridge ``name`` with address ``gateway/prefixlen`` and bring it up (nothing
-    to do if it is already there). Returns True when it had to be created."""
+    to do if it is already there). Returns True when it had to be created.
+
+    The bridge gets a MAC address of its own, made from the gateway's address like a
+    container's (``02:42`` + its four bytes), as dockerd gives docker0 one. Left to the
+    kernel, a bridge takes the lowest MAC of the interfaces plugged into it, and takes
+    another when that interface goes: the containers, whose ARP caches still hold the
+    old one, then cannot reach the gateway (their DNS server, their way out) for as long
+    as the entry lives."""
     from pyroute2 import IPRoute
     created = False
+    mac = mac_for(gateway)
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found and not is_bridge(name):
             raise Conflict(f"cannot use {name} as a bridge: an interface of another kind has that name")
         if not found:
             try:
-                ipr.link("add", ifname=name, kind="bridge")
+                ipr.link("add", ifname=name, kind="bridge", address=mac)
                 created = True
             except Exception as e:  # NetlinkError: a concurrent minidocker made it first
                 if getattr(e, "code", None) != errno.EEXIST:
                     raise
         index = ipr.link_lookup(ifname=name)[0]
+        if mac_address(name) != mac:  # a bridge made before bridges got their own MAC
+            ipr.link("set", index=index, address=mac)
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)}
         if (gateway, prefixlen) not in have:
             try:

@@ -1,10 +1,13 @@
-"""Name resolution between containers, the simple way: lines in ``/etc/hosts``.
+"""A container's own lines in its ``/etc/hosts``, kept up to date while it runs.
 
 Each container has its own hosts file (``$ROOT/containers/<id>/hosts``), bind-mounted
-onto ``/etc/hosts`` inside. Links add the linked container's alias, name and id (see
-engine/links.py); on a user-defined network every member gets a line for every other
-member, so that ``wget http://web/`` works by container name. (Docker answers those
-names from an embedded DNS server at 127.0.0.11; a hosts file needs no server.)
+onto ``/etc/hosts`` inside. The engine writes it at start (engine/etc_files.py):
+``localhost``, the container's addresses under its hostname, and on the default bridge
+the lines of its legacy links (engine/links.py). Its peers on a user-defined network
+are not there: the network's DNS server answers their names (network/dns.py), as
+Docker's embedded DNS does. What changes while it runs is its own addresses: ``network
+connect`` adds the new one (:func:`add_entries`), ``disconnect`` takes it away
+(:func:`remove_subnet`).
 
 A bind mount pins the *inode* of the file it shows: replacing the file by rename (our
 usual atomic write) would leave the container looking at the old one. So these files
@@ -49,25 +52,6 @@ def add_entries(path: str, entries) -> bool:
     """Append ``(ip, [names])`` lines that are not there yet."""
     wanted = [format_entry(ip, names) for ip, names in entries]
     return _rewrite(path, lambda lines: lines + [w for w in wanted if w not in lines])
-
-
-def remove_names(path: str, name: str) -> bool:
-    """Drop every entry (not comment) that names ``name`` (e.g. a container's short id)."""
-    def change(lines):
-        return [line for line in lines
-                if line.lstrip().startswith("#") or name not in line.split()[1:]]
-    return _rewrite(path, change)
-
-
-def remove_addresses(path: str, addresses) -> bool:
-    """Drop every entry (not comment) for one of ``addresses``: a container that left a
-    network takes its address there out of its peers' files."""
-    gone = set(addresses)
-
-    def change(lines):
-        return [line for line in lines
-                if line.lstrip().startswith("#") or not line.split() or line.split()[0] not in gone]
-    return _rewrite(path, change)
 
 
 def remove_subnet(path: str, subnet) -> bool:

@@ -9,12 +9,13 @@ Docker knows three networks out of the box, and so do we:
 
 ``minidocker network create NAME`` adds a *user-defined* bridge network (Linux bridge
 ``br-<12 hex of its id>``, Docker's naming). On such networks the containers find each
-other by name (Docker uses an embedded DNS server; we write ``/etc/hosts``).
+other by name, through a DNS server of the network's own (see dns.py).
 
 Layout::
 
     $ROOT/networks/<name>/network.json   the record below (Docker's inspect fields)
     $ROOT/networks/<name>/leases.json    the addresses handed out (see ipam.py)
+    $ROOT/networks/<name>/dns.json       its DNS server, while one runs (see dns.py)
     $ROOT/networks/ports.json            host ports published by containers (see ports.py)
 """
 
@@ -27,7 +28,7 @@ import re
 import secrets
 import shutil
 
-from .. import clock, paths
+from .. import clock, events, paths
 from ..errors import Conflict, InvalidInput, NotFound
 
 DEFAULT_NETWORK = "bridge"
@@ -265,3 +266,13 @@ def create_record(name: str, subnet: str | None = None, gateway: str | None = No
 
 def delete_record(name: str) -> None:
     shutil.rmtree(network_dir(name), ignore_errors=True)
+
+
+def emit(rec: dict, action: str, container: str | None = None) -> None:
+    """Log a network event as Docker does (``docker events``): the network's id as the
+    actor, its name and driver -- and for ``connect``/``disconnect`` the container --
+    as attributes."""
+    attrs = {"name": rec["Name"], "type": rec.get("Driver", "bridge")}
+    if container:
+        attrs["container"] = container
+    events.emit("network", action, rec["Id"], attrs)

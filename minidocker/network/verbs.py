@@ -1,14 +1,14 @@
 """The ``network`` verbs that make, remove or read a whole network: ``network create``,
-``network rm`` and who is on one (``network inspect``). The records themselves are
-:mod:`.records`; a container's own interfaces are :mod:`.attach`.
+``network rm``, ``network prune`` and who is on one (``network inspect``). The records themselves are
+:mod:`.records`; a container's own interfaces are :mod:`minidocker.network.attach`.
 """
 
 from __future__ import annotations
 
 from .. import paths
-from ..errors import Conflict, InvalidInput
-from . import bridge, firewall, ipam, records
-from .attach import release_locked
+from ..errors import Conflict, InvalidInput, NotFound
+from . import bridge, dns, firewall, ipam, records
+from .attach import cleanup_stale, release_locked
 from .veth import mac_for
 
 
@@ -24,6 +24,7 @@ def create_network(name: str, subnet: str | None = None, gateway: str | None = N
             bridge.take_down(records.bridge_name(rec))
         records.delete_record(name)
         raise
+    records.emit(rec, "create")
     return rec
 
 
@@ -41,10 +42,28 @@ def remove_network(ref: str) -> str:
                            f"has active endpoints")
         for lease in list(ipam.leases_of(name).values()):
             release_locked(lease["Container"])
+        dns.stop(name)  # a server left running, or the state file of a dead one
         with firewall.host_lock():
             bridge.take_down(records.bridge_name(rec))
         records.delete_record(name)
+    records.emit(rec, "destroy")
     return name
+
+
+def prune_networks() -> list[str]:
+    """``network prune``: remove every user-defined network no container is on (the
+    default ``bridge``, ``host`` and ``none`` stay). Returns the names removed."""
+    cleanup_stale()
+    removed = []
+    for rec in records.list_records():
+        if rec["Name"] in records.PREDEFINED or ipam.leases_of(rec["Name"]):
+            continue
+        try:
+            remove_network(rec["Name"])
+        except (Conflict, NotFound):
+            continue        # joined or removed by someone else meanwhile
+        removed.append(rec["Name"])
+    return removed
 
 
 def containers_on(name: str) -> dict:

@@ -74,7 +74,12 @@ UPLOAD_THREADS = 5          # Docker's max-concurrent-uploads
 
 
 # =========================================================================== helpers
-def _registry_for(ref) -> Registry:
+def _registry_for(ref, credentials: tuple[str, str] | None = None) -> Registry:
+    """A client for the reference's registry: with ``credentials`` (a user and a
+    password the caller has, as the Engine API gets them in ``X-Registry-Auth``), else
+    those ``minidocker login`` saved."""
+    if credentials:
+        return Registry(ref.registry_host, credentials)
     return Registry.for_host(ref.registry_host, ref.domain)
 
 
@@ -337,20 +342,22 @@ def resolve_image_manifest(registry: Registry, repo: str, ref: str, what: str,
     return manifest, top_digest
 
 
-def pull(ref: str, store=None, out=None, quiet: bool = False, platform: str | None = None) -> str:
-    """Pull ``ref`` (``NAME[:TAG|@DIGEST]``) into ``store``; print progress to ``out``;
-    return the image id. This is what ``minidocker pull`` and ``run`` (for a missing
-    image) call. ``platform`` (``os/arch[/variant]``) picks from a multi-arch index."""
+def pull(ref: str, store=None, out=None, quiet: bool = False, platform: str | None = None,
+         progress: Progress | None = None, credentials: tuple[str, str] | None = None) -> str:
+    """Pull ``ref`` (``NAME[:TAG|@DIGEST]``) into ``store``; print progress to ``out``
+    (or report it to ``progress``: the Engine API sends it as JSON); return the image
+    id. This is what ``minidocker pull`` and ``run`` (for a missing image) call.
+    ``platform`` (``os/arch[/variant]``) picks from a multi-arch index."""
     store = store or Store()
     r = _reference(ref)
-    progress = Progress(_out(out), quiet=quiet)
-    registry = _registry_for(r)
+    progress = progress or Progress(_out(out), quiet=quiet)
+    registry = _registry_for(r, credentials)
     wanted = r.digest or r.tag
     registry.login([f"repository:{r.path}:pull"])
     if platform:
         parse_platform(platform)                  # a bad value fails before any request
     manifest, top_digest = resolve_image_manifest(registry, r.path, wanted, r.familiar(), platform)
-    progress.message(f"{wanted}: Pulling from {r.path}")
+    progress.message(f"Pulling from {r.path}", id=wanted)
     config_bytes = _fetch_small_blob(registry, r.path, manifest["config"], MAX_CONFIG, "config")
     try:
         config = json.loads(config_bytes)
@@ -375,7 +382,8 @@ def pull(ref: str, store=None, out=None, quiet: bool = False, platform: str | No
             _forget_new_layers(store, layers + [config_record])
             raise
         remember_sources(store, [layer["digest"] for layer in layers], r.name)
-    name = store.tag(image_id, str(r))
+    name = store.tag(image_id, str(r), event=False)
+    store.emit(r.familiar(), "pull", r.familiar_name)
     progress.message(f"Digest: {top_digest}")
     status = "Image is up to date" if up_to_date else "Downloaded newer image"
     progress.message(f"Status: {status} for {name}")
@@ -588,8 +596,10 @@ def upload_blob(registry: Registry, repo: str, path: str, digest: str, size: int
 
 
 def push(ref: str, store=None, out=None, chunk_size: int | None = None,
-         quiet: bool = False) -> str:
-    """Push the local image ``ref`` to its registry; return the manifest digest."""
+         quiet: bool = False, progress: Progress | None = None,
+         credentials: tuple[str, str] | None = None) -> str:
+    """Push the local image ``ref`` to its registry; return the manifest digest.
+    ``progress`` and ``credentials`` as for :func:`pull`."""
     store = store or Store()
     r = _reference(ref)
     if r.digest:
@@ -599,9 +609,9 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
     except NotFound:
         raise NotFound(f"An image does not exist locally with the tag: {r.familiar_name}") from None
     manifest = store.image_manifest(image_id)
-    progress = Progress(_out(out), quiet=quiet)
+    progress = progress or Progress(_out(out), quiet=quiet)
     progress.message(f"The push refers to repository [{r.name}]")
-    registry = _registry_for(r)
+    registry = _registry_for(r, credentials)
     layers = manifest["layers"]
     # Mount sources must be readable too: ask for all scopes in one token.
     sources = {d["digest"]: [s.split("/", 1)[1] for s in known_sources(store, d["digest"])
@@ -656,4 +666,5 @@ def push(ref: str, store=None, out=None, chunk_size: int | None = None,
         raise MinidockerError(f"the registry stored the manifest as {remote}, expected {digest}")
     remember_sources(store, [d["digest"] for d in layers] + [config["digest"]], r.name)
     progress.message(f"{r.tag}: digest: {digest} size: {len(body)}")
+    store.emit(r.familiar(), "push", r.familiar_name)
     return digest

@@ -50,12 +50,13 @@ class Progress:
         self.last_draw: dict[str, float] = {}
         self.lock = threading.Lock()
 
-    def message(self, text: str) -> None:
-        """A line that is not a layer's (``Digest: ...``)."""
+    def message(self, text: str, id: str | None = None) -> None:
+        """A line that is not a layer's (``Digest: ...``); with ``id``, a line about
+        that thing (``latest: Pulling from library/busybox``)."""
         if self.quiet:
             return
         with self.lock:
-            self.out.write(text + "\n")
+            self.out.write((f"{id}: {text}" if id else text) + "\n")
             self.out.flush()
 
     def update(self, layer_id: str, status: str, current: int | None = None,
