@@ -8,6 +8,7 @@ The user-namespace tests run the tool as an ordinary user (uid 1000 through
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pty
@@ -209,16 +210,29 @@ def test_net_loopback_works_only_with_lo_up():
         assert "<LOOPBACK,UP,LOWER_UP>" in link.stdout
 
 
-def _a_host_device() -> str:
+@contextlib.contextmanager
+def _a_host_device():
     """A network device of the host that other tests do not add or remove (veths and
     bridges come and go while the suite runs): the one of the default route, or else
-    the first one that is not lo."""
+    the first one that is not lo. A machine with only lo (the cgroup-v2 VM) gets a veth
+    pair of this test's own for the while."""
     with open("/proc/net/route") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
             if fields[1] == "00000000":
-                return fields[0]
-    return next(d for d in sorted(os.listdir("/sys/class/net")) if d != "lo")
+                yield fields[0]
+                return
+    others = sorted(d for d in os.listdir("/sys/class/net") if d != "lo")
+    if others:
+        yield others[0]
+        return
+    name = f"mdts{os.getpid() % 100000}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
+                   check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
 
 
 def test_net_sysfs_is_the_hosts_unless_mounted_fresh():
@@ -227,7 +241,11 @@ def test_net_sysfs_is_the_hosts_unless_mounted_fresh():
     --mount-sysfs mounts one from inside, which agrees with ``ip link``; the host's
     /sys is left as it was."""
     need("ip")
-    device = _a_host_device()
+    with _a_host_device() as device:
+        _check_sysfs_views(device)
+
+
+def _check_sysfs_views(device: str) -> None:
     sys_mounts = mounts.mountpoints().count("/sys")
     stale = run_tool("unshare-net", "ls", "/sys/class/net")
     assert stale.returncode == 0
