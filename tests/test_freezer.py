@@ -16,8 +16,11 @@ from helpers_engine import md  # noqa: F401  (fixture)
 from minidocker.kernel import cgroups
 
 RUN = ("run", "-d", "--network", "none", "busybox")
-#: a container that says every 0.1 s that it runs: a frozen one stops counting
-TICKER = ("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tick; sleep 0.1; done")
+#: a container that says every 0.1 s that it runs: a frozen one stops counting. The
+#: count is written aside and renamed into place: frozen between the truncation and
+#: the write of a plain ``> /tick``, a commit would keep an empty file.
+TICKER = ("sh", "-c",
+          "i=0; while true; do i=$((i+1)); echo $i > /tick.new; mv /tick.new /tick; sleep 0.1; done")
 
 
 def _cg(cid):
